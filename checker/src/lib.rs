@@ -1,9 +1,244 @@
 //! # checker
 //!
-//! Linearizability (Wing–Gong–Lowe search, per-key decomposition) and snapshot
-//! consistency checking of recorded histories.
+//! Linearizability checking of recorded histories: a Wing–Gong–Lowe search in the style of
+//! Porcupine, with per-key decomposition checked in parallel, a deadline that yields
+//! `unknown`, and reports in text, JSON and a self-contained HTML page.
 //!
 //! ## Layout
-//! - `cli` — `faultline check`: arguments and the command.
+//! - `history` — events (the native JSON Lines format) and operations; pairing and
+//!   validation rules shared by every format, including the equal-time rule.
+//! - `formats` — reading the native format, Jepsen/Knossos EDN, Porcupine's kv and etcd
+//!   files; detection; the EDN exporter.
+//! - `model` — the `Model` trait; `models` — register, cas-register, Porcupine's kv, and
+//!   `Keyed`, a store of per-key objects for unpartitioned checks.
+//! - `search` — the linearizability search itself (one file, explained by its data
+//!   structures).
+//! - `scheduler` — runs the parts' searches time-sliced on all cores.
+//! - `report` — the result of a check, as text and JSON; `visualize` — as HTML.
+//! - `simulate` — histories of simulated concurrent clients, for tests and benchmarks.
+//! - `cli` — `faultline check`.
 
 pub mod cli;
+pub mod error;
+pub mod formats;
+pub mod history;
+pub mod model;
+pub mod models;
+pub mod report;
+pub mod scheduler;
+pub mod search;
+pub mod simulate;
+pub mod visualize;
+
+pub use error::Error;
+pub use formats::Format;
+pub use report::{CheckReport, Verdict};
+
+use history::{History, Op};
+use model::Model;
+use models::{Keyed, Kv, Register};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Give up after this long; unfinished parts are `unknown`. `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Stop every part at the first invalid one (otherwise every invalid key is reported).
+    pub fail_fast: bool,
+    /// Check each key on its own (sound for stores of independent objects).
+    pub partition: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            timeout: None,
+            fail_fast: false,
+            partition: true,
+        }
+    }
+}
+
+/// Which sequential specification to check against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// One register with read and write.
+    Register,
+    /// One register with read, write and compare-and-set.
+    CasRegister,
+    /// A store of cas-registers, one per key (the nodes' KV API).
+    MultiRegister,
+    /// Porcupine's kv: strings per key with get, put and append.
+    Kv,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Register => "register",
+            ModelKind::CasRegister => "cas-register",
+            ModelKind::MultiRegister => "multi-register",
+            ModelKind::Kv => "kv",
+        }
+    }
+
+    /// The model a history's operations call for: kv for get/put/append, a multi-register
+    /// store when ops carry keys, else a cas-register.
+    pub fn for_history(history: &History) -> ModelKind {
+        use history::Action;
+        if history
+            .ops
+            .iter()
+            .any(|o| matches!(o.action, Action::Get | Action::Put(_) | Action::Append(_)))
+        {
+            ModelKind::Kv
+        } else if history.ops.iter().any(|o| o.key.is_some()) {
+            ModelKind::MultiRegister
+        } else {
+            ModelKind::CasRegister
+        }
+    }
+}
+
+/// Checks a native JSON Lines history file against `model`.
+pub fn check_history_file(
+    path: &Path,
+    model: ModelKind,
+    opts: &CheckOptions,
+) -> Result<CheckReport, Error> {
+    check_file(path, Some(Format::Jsonl), Some(model), opts)
+}
+
+/// Checks a history file in any format (`None`: detect it) against a model (`None`: the
+/// one its operations call for).
+pub fn check_file(
+    path: &Path,
+    format: Option<Format>,
+    model: Option<ModelKind>,
+    opts: &CheckOptions,
+) -> Result<CheckReport, Error> {
+    let parse_start = Instant::now();
+    let (history, format) = formats::load(path, format)?;
+    let parse_seconds = parse_start.elapsed().as_secs_f64();
+    let model = model.unwrap_or_else(|| ModelKind::for_history(&history));
+    let mut report =
+        check_history(&history, model, opts).map_err(|p| Error::history(path, p))?;
+    report.file = path.display().to_string();
+    report.format = Some(format);
+    report.parse_seconds = parse_seconds;
+    Ok(report)
+}
+
+/// Checks a parsed history. `Err` names a history the model cannot check (e.g. an op the
+/// model does not know).
+pub fn check_history(
+    history: &History,
+    model: ModelKind,
+    opts: &CheckOptions,
+) -> Result<CheckReport, String> {
+    let initial = history.register_initial.clone().unwrap_or(history::Value::Nil);
+    let single_object = matches!(model, ModelKind::Register | ModelKind::CasRegister);
+    if single_object && history.keys.len() > 1 {
+        return Err(format!(
+            "the history has {} keys but --model {} is a single register; use --model multi-register",
+            history.keys.len(),
+            model.name()
+        ));
+    }
+    match model {
+        ModelKind::Register => run(&Register::plain(initial), history, model, opts, false),
+        ModelKind::CasRegister => run(&Register::cas(initial), history, model, opts, false),
+        ModelKind::MultiRegister if opts.partition => {
+            run(&Register::cas(initial), history, model, opts, true)
+        }
+        ModelKind::MultiRegister => run(
+            &Keyed {
+                inner: Register::cas(initial),
+                keys: history.keys.clone(),
+            },
+            history,
+            model,
+            opts,
+            false,
+        ),
+        ModelKind::Kv if opts.partition => run(&Kv, history, model, opts, true),
+        ModelKind::Kv => run(
+            &Keyed {
+                inner: Kv,
+                keys: history.keys.clone(),
+            },
+            history,
+            model,
+            opts,
+            false,
+        ),
+    }
+}
+
+/// One independent part of a history: the ops of one key, or all of them.
+pub(crate) struct Part {
+    pub key: Option<u32>,
+    /// Indexes into `History::ops`, in call order.
+    pub ids: Vec<u32>,
+}
+
+/// Splits the ops into parts, leaving out reads whose value is unknown: they constrain
+/// nothing.
+fn split(history: &History, by_key: bool) -> Vec<Part> {
+    let useful = history
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !(o.action.is_read_only() && o.outcome == history::Outcome::Unknown));
+    if !by_key {
+        return vec![Part {
+            key: None,
+            ids: useful.map(|(i, _)| i as u32).collect(),
+        }];
+    }
+    let mut parts: Vec<Part> = (0..history.keys.len().max(1))
+        .map(|k| Part {
+            key: (!history.keys.is_empty()).then_some(k as u32),
+            ids: Vec::new(),
+        })
+        .collect();
+    for (i, op) in useful {
+        parts[op.key.unwrap_or(0) as usize].ids.push(i as u32);
+    }
+    parts.retain(|p| !p.ids.is_empty());
+    parts
+}
+
+fn run<M: Model>(
+    model: &M,
+    history: &History,
+    kind: ModelKind,
+    opts: &CheckOptions,
+    by_key: bool,
+) -> Result<CheckReport, String> {
+    if let Some(op) = history.ops.iter().find(|o| !model.supports(&o.action)) {
+        return Err(format!(
+            "line {}: model {} has no {:?} operation (choose another with --model)",
+            op.call_line,
+            kind.name(),
+            op.action.f()
+        ));
+    }
+    let start = Instant::now();
+    let deadline = opts.timeout.map(|t| start + t);
+    let parts = split(history, by_key);
+    let op_lists: Vec<Vec<&Op>> = parts
+        .iter()
+        .map(|p| p.ids.iter().map(|&i| &history.ops[i as usize]).collect())
+        .collect();
+    let outcomes = scheduler::check_parts(model, &op_lists, deadline, opts.fail_fast);
+    let check_seconds = start.elapsed().as_secs_f64();
+    let mut report = report::build(model, history, kind, &parts, &outcomes);
+    report.partitioned = by_key;
+    report.check_seconds = check_seconds;
+    Ok(report)
+}

@@ -1,18 +1,197 @@
 //! # nodes
 //!
-//! One replica of faultline's replicated key/value store.
+//! One replica of faultline's replicated key/value store, in one of two modes: passive
+//! (a Raft-like leader replicates its log) or active (every replica receives every
+//! request; a Viewstamped-Replication-style sequencer orders them; every replica executes
+//! them). Either can be switched into named, deliberate bugs for the harness to catch.
+//!
+//! ## Layout
+//! - `config`: flags and environment variables, validated into a `Config`.
+//! - `command`, `store`: what clients ask and the deterministic state machine answering.
+//! - `log`, `quorum`, `disk`: the replicated log, majority arithmetic, durable state.
+//! - `progress`: a leader's/primary's flow control towards one follower/backup.
+//! - `machine`: the `Machine` trait both protocols implement — pure `step`/`tick`/`ready`.
+//! - `passive`, `active`: the two protocols, each one file, no I/O.
+//! - `driver`: the async loop that persists, sends and answers for a machine.
+//! - `transport`: peer messages over HTTP with timeouts, and the simulated partition.
+//! - `api`: the HTTP routes; `metrics`: Prometheus text; `bugs`: the named bugs.
 
-use clap::Args;
+pub mod active;
+pub mod api;
+pub mod bugs;
+pub mod command;
+pub mod config;
+pub mod disk;
+pub mod driver;
+pub mod log;
+pub mod machine;
+pub mod metrics;
+pub mod passive;
+pub mod progress;
+pub mod quorum;
+#[cfg(test)]
+mod sim;
+pub mod store;
+pub mod transport;
 
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// This node's id, e.g. n1.
-    #[arg(long, env = "FAULTLINE_ID")]
-    pub id: String,
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+pub use bugs::Bug;
+pub use config::{Config, Mode, NodeArgs};
+
+use crate::disk::Disk;
+use crate::driver::Driver;
+use crate::machine::Machine;
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+
+/// Runs a node until it is stopped; returns the process exit code: 0 after SIGINT or
+/// SIGTERM, 1 when it cannot run (port taken, data dir unusable), 2 for bad flags.
+pub fn run(args: NodeArgs) -> i32 {
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("faultline node: {e}");
+            return 2;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("faultline node {}: cannot start runtime: {e}", config.id);
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let id = config.id.clone();
+        let listener = match TcpListener::bind(&config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("faultline node {id}: --listen {}: {e}", config.listen);
+                return 1;
+            }
+        };
+        tokio::select! {
+            result = serve(config, listener) => match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("faultline node {id}: {e}");
+                    1
+                }
+            },
+            _ = shutdown_signal() => 0,
+        }
+    })
 }
 
-/// Runs a node until it is stopped; returns the process exit code.
-pub fn run(args: NodeArgs) -> i32 {
-    eprintln!("faultline node {}: not built yet", args.id);
-    3
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Serves one node on `listener` until the server or the protocol loop stops. Needs a
+/// multi-threaded tokio runtime.
+pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    let (disk, hard, entries) = Disk::open(&config.data_dir)?;
+    let peers: Vec<String> = config.peers.iter().map(|(id, _)| id.clone()).collect();
+    let seed = rand::random();
+    match config.mode {
+        Mode::Passive => {
+            let machine = passive::Raft::restore(
+                config.id.clone(),
+                peers,
+                config.bugs.clone(),
+                config.timing,
+                seed,
+                hard,
+                entries,
+            );
+            serve_machine(config, listener, disk, machine).await
+        }
+        Mode::Active => {
+            let machine = active::Vr::restore(
+                config.id.clone(),
+                peers,
+                config.bugs.clone(),
+                config.timing,
+                seed,
+                hard,
+                entries,
+            );
+            serve_machine(config, listener, disk, machine).await
+        }
+    }
+}
+
+async fn serve_machine<M: Machine>(
+    config: Config,
+    listener: TcpListener,
+    disk: Disk,
+    machine: M,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let transport = Arc::new(Transport::new(
+        config.id.clone(),
+        &config.peers,
+        config.peer_timeout,
+        metrics,
+    )?);
+    let (events_tx, events_rx) = mpsc::channel(16 * 1024);
+    let (status_tx, status_rx) = watch::channel(machine.status());
+    let driver = Driver::new(
+        machine,
+        disk,
+        events_rx,
+        events_tx.clone(),
+        transport.clone(),
+        status_tx,
+        config.tick,
+    );
+    let start_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    tracing::info!(
+        id = %config.id,
+        mode = config.mode.name(),
+        listen = %listener.local_addr()?,
+        bugs = ?config.bugs.names(),
+        "node starting"
+    );
+    let node = Arc::new(api::Node::<M> {
+        config: Arc::new(config),
+        events: events_tx,
+        transport,
+        status: status_rx,
+        next_request: AtomicU64::new(start_ns),
+    });
+    let app = api::router(node);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let driver = tokio::spawn(driver.run());
+    tokio::select! {
+        r = axum::serve(listener, app) => r.map_err(Into::into),
+        _ = driver => anyhow::bail!("protocol loop stopped (see the log above)"),
+    }
 }

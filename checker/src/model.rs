@@ -1,0 +1,51 @@
+//! The sequential specification a history is checked against.
+//!
+//! A model is a pure state machine: an initial state and a `step` that says whether an op
+//! is legal in a state and, if so, the state after it. The search never mutates a state; it
+//! keeps the old one on its backtracking stack and moves the new one in, so `step` should
+//! build a new state only when the op changes something ([`Step::Same`] otherwise).
+
+use crate::history::{Action, Op};
+
+/// What applying an op to a state gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<S> {
+    /// The op cannot have happened in this state (e.g. a read of another value).
+    Illegal,
+    /// Legal, and the state is unchanged (reads, failed compares): nothing is cloned.
+    Same,
+    /// Legal, and this is the new state.
+    Next(S),
+}
+
+/// A sequential specification.
+pub trait Model: Sync {
+    /// A state. `Eq` decides memo hits, so two states that behave alike should be equal.
+    type State: Clone + Eq + Send + Sync;
+
+    /// The model's name as `--model` spells it.
+    fn name(&self) -> &'static str;
+    fn init(&self) -> Self::State;
+    fn step(&self, state: &Self::State, op: &Op) -> Step<Self::State>;
+    /// A hash consistent with `Eq`; the memo compares states only when hashes match.
+    fn hash(&self, state: &Self::State) -> u64;
+    /// How a state prints in reports.
+    fn describe(&self, state: &Self::State) -> String;
+    /// Whether the model knows this kind of op (checked before the search starts).
+    fn supports(&self, action: &Action) -> bool;
+}
+
+/// A 64-bit finalizer (MurmurHash3's): spreads the bits of a hash or an integer.
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Hashes any `Hash` value with the fast non-cryptographic Fx hasher.
+pub fn fx_hash<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    mix64(BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(value))
+}

@@ -1,0 +1,9 @@
+//! The models: registers, Porcupine's kv, and a store of independent objects.
+
+pub mod keyed;
+pub mod kv;
+pub mod register;
+
+pub use keyed::Keyed;
+pub use kv::Kv;
+pub use register::Register;

@@ -1,0 +1,609 @@
+//! The Wing–Gong–Lowe linearizability search, as Porcupine's `checker.go` does it.
+//!
+//! A history part is linearizable if its ops can be put in one sequential order that (a)
+//! respects real time — an op whose return comes before another's call is ordered first —
+//! and (b) is legal for the model, step by step. The search builds that order one op at a
+//! time, depth first, and is explained by its data structures:
+//!
+//! - **Entries.** Every op has a *call entry* and, if it completed, a *return entry*; all
+//!   entries are sorted by position (calls before returns at equal positions, see
+//!   [`crate::history`]). An entry's index in that order is its rank.
+//! - **The main list**, a doubly linked list over the entries of completed ("definite")
+//!   ops. Its head is the earliest not-yet-linearized entry. The ops that may go next are
+//!   exactly the call entries in front of the first return entry. Meeting a return entry
+//!   means that op had to be linearized by now: nothing more can be tried at this node.
+//! - **The info list** holds the call entries of `info` / never-completed ops. They have no
+//!   return entry: such an op may take effect at any time after its call, or never — and
+//!   "never" needs no branch of its own, because an op that is never linearized is simply
+//!   left out when every definite op has been placed. They are tried only after every
+//!   definite candidate has failed, and only if their call comes before the first return
+//!   of the main list (rank below the *bound*).
+//! - **Lift / unlift.** Linearizing an op removes (lifts) its entries from the lists;
+//!   backtracking puts them back (unlift) in reverse order, dancing-links style: a removed
+//!   entry keeps its own links, so reinsertion is O(1) and the scan resumes right after it.
+//! - **The stack** of linearized ops, each with the state before it (moved, not cloned;
+//!   `None` when the op left the state unchanged) and how it was chosen.
+//! - **The memo** of nodes already explored: (linearized set, state). Reaching the same set
+//!   in the same state again can only repeat work, so that branch is cut. The set is two
+//!   bitsets, definite ops and info ops. The hash covers the definite bitset (kept
+//!   incrementally, Zobrist-style: XOR of one random word per linearized op) and the
+//!   state's hash; bitsets and states are compared only when hashes match. Entries live in
+//!   flat arenas.
+//!
+//! Three cuts on top of Porcupine's search, each sound because it only skips nodes whose
+//! success would imply the success of a node that is explored anyway:
+//! - **Reads first, and forced.** A read that is legal now leaves the state as it is, and
+//!   any valid order that puts it later stays valid with it moved here (nothing it must
+//!   follow is still pending, or its call would come after a pending return). So at each
+//!   node the search first looks for such a read; if there is one it is taken and nothing
+//!   else is tried at that node: if the read's subtree fails, the node fails.
+//! - **Info ops that change nothing are not tried** (e.g. an unknown cas whose compare
+//!   fails): taking one is the same as never taking it.
+//! - **Info ops are subsumed.** Linearizing fewer info ops never hurts, since the rest can
+//!   still happen later or never. So a node (definite set D, info set I, state s) is cut
+//!   when the memo holds (D, I', s) with I' ⊆ I: the memo keeps, per (D, s), the info sets
+//!   seen. Without this, k pending info ops multiply the nodes by up to 2^k.
+//!
+//! The search succeeds when every definite op is linearized. It fails when it has to
+//! backtrack past the first op: every order died at some return entry. The deepest stack
+//! seen at such a dead end is the longest linearizable prefix, and the op whose return
+//! stopped it is the op that cannot be linearized.
+//!
+//! The search is a loop over an explicit cursor, so it can stop after any number of steps
+//! and resume later: the scheduler time-slices many parts this way, and the deadline and
+//! the cancel flag are checked inside the loop.
+
+use crate::history::Op;
+use crate::model::{mix64, Model, Step};
+use hashbrown::HashTable;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+const NIL: u32 = u32::MAX;
+/// Sentinel heads of the two lists; real entries start at index 2.
+const MAIN_HEAD: u32 = 0;
+const INFO_HEAD: u32 = 1;
+
+/// Why a search stopped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    Deadline,
+    MemoryLimit,
+    Cancelled,
+}
+
+/// Why a part is not linearizable, as local op indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The longest linearizable prefix found, in linearization order.
+    pub prefix: Vec<u32>,
+    /// The op whose return was reached with no way to linearize it (or what precedes it).
+    pub blocker: u32,
+    /// Ops called before the blocker returned and not in the prefix: the candidates that
+    /// were all tried and failed after the prefix.
+    pub pending: Vec<u32>,
+}
+
+/// The answer for one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchOutcome {
+    Linearizable,
+    NotLinearizable(Counterexample),
+    /// No answer; `deepest` ops were linearized at the furthest point reached.
+    GaveUp { reason: GiveUp, deepest: usize },
+}
+
+/// Result of running a slice of the search.
+#[derive(Debug)]
+pub enum Progress {
+    Finished(SearchOutcome),
+    Paused,
+}
+
+/// Limits shared by all parts of one check.
+pub struct Limits<'a> {
+    pub deadline: Option<Instant>,
+    pub cancel: &'a AtomicBool,
+    /// Memo bytes held by all running searches together, and the most allowed.
+    pub memo_bytes: &'a AtomicUsize,
+    pub memo_budget: usize,
+}
+
+impl Limits<'_> {
+    fn exceeded(&self) -> Option<GiveUp> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Some(GiveUp::Cancelled)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(GiveUp::Deadline)
+        } else if self.memo_bytes.load(Ordering::Relaxed) > self.memo_budget {
+            Some(GiveUp::MemoryLimit)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the scan stands.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    /// Phase 1 at a node: looking in the main list for a read that is legal now.
+    Reads(u32),
+    /// Phase 2: trying the ops that change the state, from this main-list entry.
+    Main(u32),
+    /// Phase 3: trying info ops from this info-list entry (NIL: exhausted); `bound` is the
+    /// first return entry of the main list, which info calls must precede.
+    Info { entry: u32, bound: u32 },
+    /// The node is a dead end: pop the stack.
+    Backtrack,
+}
+
+/// How the op on a stack frame was chosen, which decides what to try after it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    /// A legal read taken in phase 1: if it fails, the whole node fails.
+    Forced,
+    /// From the main list: continue with the next main-list entry.
+    Main,
+    /// From the info list under this bound.
+    Info { bound: u32 },
+}
+
+/// What trying one op gave.
+enum Attempt {
+    Taken,
+    Illegal,
+    /// Legal, but the resulting (linearized set, state) was explored before.
+    Seen,
+}
+
+struct Frame<S> {
+    entry: u32,
+    choice: Choice,
+    /// The state before this op, or `None` if the op did not change it.
+    previous: Option<S>,
+}
+
+/// Explored nodes: per (definite bitset, state), the info sets seen with it.
+struct Memo<S> {
+    /// Hash of (definite bitset, state) -> index of a node key.
+    table: HashTable<u32>,
+    hashes: Vec<u64>,
+    /// Definite bitsets, `def_words` each.
+    def_bits: Vec<u64>,
+    states: Vec<S>,
+    /// First info set of each node key (index into `info_next`), NIL-terminated list.
+    info_first: Vec<u32>,
+    /// Info sets, `info_words` each, and the next one of the same node key.
+    info_bits: Vec<u64>,
+    info_next: Vec<u32>,
+    def_words: usize,
+    info_words: usize,
+    /// Bytes not yet added to the shared counter (added in chunks to keep atomics rare).
+    unreported: usize,
+    reported: usize,
+}
+
+impl<S: Eq + Clone> Memo<S> {
+    fn new(def_words: usize, info_words: usize) -> Self {
+        Memo {
+            table: HashTable::new(),
+            hashes: Vec::new(),
+            def_bits: Vec::new(),
+            states: Vec::new(),
+            info_first: Vec::new(),
+            info_bits: Vec::new(),
+            info_next: Vec::new(),
+            def_words,
+            info_words,
+            unreported: 0,
+            reported: 0,
+        }
+    }
+
+    /// Records the node; `false` if it, or one with a subset of its info ops, was there.
+    fn insert_if_new(
+        &mut self,
+        hash: u64,
+        def: &[u64],
+        info: &[u64],
+        state: &S,
+        shared: &AtomicUsize,
+    ) -> bool {
+        let (dw, iw) = (self.def_words, self.info_words);
+        let Memo {
+            table,
+            hashes,
+            def_bits,
+            states,
+            ..
+        } = self;
+        let found = table
+            .find(hash, |&k| {
+                let k = k as usize;
+                hashes[k] == hash && def_bits[k * dw..(k + 1) * dw] == *def && states[k] == *state
+            })
+            .copied();
+        let info_node = self.info_next.len() as u32;
+        let mut added = iw * 8 + 4;
+        match found {
+            Some(k) => {
+                let mut n = self.info_first[k as usize];
+                while n != NIL {
+                    let seen = &self.info_bits[n as usize * iw..(n as usize + 1) * iw];
+                    if seen.iter().zip(info).all(|(s, i)| s & !i == 0) {
+                        return false;
+                    }
+                    n = self.info_next[n as usize];
+                }
+                self.info_next.push(self.info_first[k as usize]);
+                self.info_first[k as usize] = info_node;
+            }
+            None => {
+                let k = hashes.len() as u32;
+                hashes.push(hash);
+                def_bits.extend_from_slice(def);
+                states.push(state.clone());
+                table.insert_unique(hash, k, |&k| hashes[k as usize]);
+                self.info_first.push(info_node);
+                self.info_next.push(NIL);
+                added += dw * 8 + 8 + 4 + 8 + std::mem::size_of::<S>();
+            }
+        }
+        self.info_bits.extend_from_slice(info);
+        self.unreported += added;
+        if self.unreported > 1 << 20 {
+            shared.fetch_add(self.unreported, Ordering::Relaxed);
+            self.reported += self.unreported;
+            self.unreported = 0;
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.info_next.len()
+    }
+
+    fn release(&mut self, shared: &AtomicUsize) {
+        shared.fetch_sub(self.reported, Ordering::Relaxed);
+        self.reported = 0;
+    }
+}
+
+/// One part's search, resumable.
+pub struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: Vec<&'a Op>,
+    /// Per entry: its op, and for a definite call the index of its return entry.
+    entry_op: Vec<u32>,
+    entry_match: Vec<u32>,
+    entry_is_return: Vec<bool>,
+    /// Links of both lists (an entry is in exactly one).
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Per op: the entry of its call.
+    call_entry: Vec<u32>,
+    /// Per op: a read (changes no state), tried first and forced when legal.
+    read_only: Vec<bool>,
+    /// Per op: its bit in the definite or the info bitset, and its Zobrist word (0 for info
+    /// ops, which the memo compares by subset instead).
+    bit: Vec<u32>,
+    zobrist: Vec<u64>,
+    definite_set: Vec<u64>,
+    info_set: Vec<u64>,
+    definite_hash: u64,
+    definite: usize,
+    lifted_definite: usize,
+    state: M::State,
+    stack: Vec<Frame<M::State>>,
+    cursor: Cursor,
+    memo: Memo<M::State>,
+    best: Option<(Vec<u32>, u32)>,
+    deepest: usize,
+    steps: u64,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    pub fn new(model: &'a M, ops: Vec<&'a Op>) -> Self {
+        assert!(ops.len() < (u32::MAX / 2 - 2) as usize, "part too large");
+        // (position, call before return, op): the real-time order of entries.
+        let mut order: Vec<(u64, bool, u32)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            order.push((op.call, false, i as u32));
+            if let Some(ret) = op.ret {
+                order.push((ret, true, i as u32));
+            }
+        }
+        order.sort_unstable();
+        let n = order.len() + 2;
+        let mut entry_op = vec![NIL; n];
+        let mut entry_match = vec![NIL; n];
+        let mut entry_is_return = vec![false; n];
+        let mut call_entry = vec![NIL; ops.len()];
+        let mut next = vec![NIL; n];
+        let mut prev = vec![NIL; n];
+        let (mut main_tail, mut info_tail) = (MAIN_HEAD, INFO_HEAD);
+        for (rank, &(_, is_return, op)) in order.iter().enumerate() {
+            let e = rank as u32 + 2;
+            entry_op[e as usize] = op;
+            entry_is_return[e as usize] = is_return;
+            let tail = if is_return {
+                entry_match[call_entry[op as usize] as usize] = e;
+                &mut main_tail
+            } else {
+                call_entry[op as usize] = e;
+                if ops[op as usize].is_definite() {
+                    &mut main_tail
+                } else {
+                    &mut info_tail
+                }
+            };
+            next[*tail as usize] = e;
+            prev[e as usize] = *tail;
+            *tail = e;
+        }
+        let (mut definite, mut info) = (0u32, 0u32);
+        let mut bit = Vec::with_capacity(ops.len());
+        let mut zobrist = Vec::with_capacity(ops.len());
+        for op in &ops {
+            if op.is_definite() {
+                bit.push(definite);
+                zobrist.push(mix64(u64::from(definite).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5151));
+                definite += 1;
+            } else {
+                bit.push(info);
+                zobrist.push(0);
+                info += 1;
+            }
+        }
+        let def_words = (definite as usize).div_ceil(64);
+        let info_words = (info as usize).div_ceil(64);
+        Search {
+            model,
+            state: model.init(),
+            cursor: Cursor::Reads(next[MAIN_HEAD as usize]),
+            read_only: ops.iter().map(|o| o.action.is_read_only()).collect(),
+            ops,
+            entry_op,
+            entry_match,
+            entry_is_return,
+            next,
+            prev,
+            call_entry,
+            bit,
+            zobrist,
+            definite_set: vec![0; def_words],
+            info_set: vec![0; info_words],
+            definite_hash: 0,
+            definite: definite as usize,
+            lifted_definite: 0,
+            stack: Vec::new(),
+            memo: Memo::new(def_words, info_words),
+            best: None,
+            deepest: 0,
+            steps: 0,
+        }
+    }
+
+    /// Steps run so far and nodes in the memo (for benchmarks and debugging).
+    pub fn stats(&self) -> (u64, usize) {
+        (self.steps, self.memo.len())
+    }
+
+    /// Runs at most about `budget` steps.
+    pub fn run(&mut self, budget: u64, limits: &Limits) -> Progress {
+        let mut steps = 0u64;
+        if let Some(reason) = limits.exceeded() {
+            return self.give_up(reason, limits);
+        }
+        loop {
+            if self.lifted_definite == self.definite {
+                self.memo.release(limits.memo_bytes);
+                return Progress::Finished(SearchOutcome::Linearizable);
+            }
+            steps += 1;
+            if steps % 1024 == 0 {
+                self.steps += 1024;
+                if let Some(reason) = limits.exceeded() {
+                    return self.give_up(reason, limits);
+                }
+                if steps >= budget {
+                    return Progress::Paused;
+                }
+            }
+            self.cursor = match self.cursor {
+                Cursor::Reads(e) if self.entry_is_return[e as usize] => {
+                    Cursor::Main(self.next[MAIN_HEAD as usize])
+                }
+                Cursor::Reads(e) if !self.read_only[self.entry_op[e as usize] as usize] => {
+                    Cursor::Reads(self.next[e as usize])
+                }
+                Cursor::Reads(e) => match self.try_linearize(e, Choice::Forced, limits.memo_bytes) {
+                    Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                    Attempt::Illegal => Cursor::Reads(self.next[e as usize]),
+                    // The node after this read was a dead end, so this node is one too.
+                    Attempt::Seen => Cursor::Backtrack,
+                },
+                Cursor::Main(e) if self.entry_is_return[e as usize] => Cursor::Info {
+                    entry: self.next[INFO_HEAD as usize],
+                    bound: e,
+                },
+                // Phase 1 found every read here illegal.
+                Cursor::Main(e) if self.read_only[self.entry_op[e as usize] as usize] => {
+                    Cursor::Main(self.next[e as usize])
+                }
+                Cursor::Main(e) => match self.try_linearize(e, Choice::Main, limits.memo_bytes) {
+                    Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                    _ => Cursor::Main(self.next[e as usize]),
+                },
+                Cursor::Info { entry, bound } if entry != NIL && entry < bound => {
+                    match self.try_linearize(entry, Choice::Info { bound }, limits.memo_bytes) {
+                        Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                        _ => Cursor::Info {
+                            entry: self.next[entry as usize],
+                            bound,
+                        },
+                    }
+                }
+                Cursor::Info { bound, .. } => {
+                    // Dead end: the op of `bound` must be linearized by now and nothing fits.
+                    self.note_dead_end(bound);
+                    Cursor::Backtrack
+                }
+                Cursor::Backtrack => {
+                    let Some(frame) = self.stack.pop() else {
+                        self.memo.release(limits.memo_bytes);
+                        return Progress::Finished(SearchOutcome::NotLinearizable(
+                            self.counterexample(),
+                        ));
+                    };
+                    if let Some(previous) = frame.previous {
+                        self.state = previous;
+                    }
+                    self.unlift(frame.entry);
+                    let after = self.next[frame.entry as usize];
+                    match frame.choice {
+                        Choice::Forced => Cursor::Backtrack,
+                        Choice::Main => Cursor::Main(after),
+                        Choice::Info { bound } => Cursor::Info {
+                            entry: after,
+                            bound,
+                        },
+                    }
+                }
+            };
+        }
+    }
+
+    fn give_up(&mut self, reason: GiveUp, limits: &Limits) -> Progress {
+        self.memo.release(limits.memo_bytes);
+        Progress::Finished(SearchOutcome::GaveUp {
+            reason,
+            deepest: self.deepest,
+        })
+    }
+
+    /// Adds an op to the linearized sets, or removes it.
+    fn flip(&mut self, op: usize) {
+        flip(
+            &mut self.definite_set,
+            &mut self.info_set,
+            &mut self.definite_hash,
+            self.ops[op].is_definite(),
+            self.bit[op],
+            self.zobrist[op],
+        );
+    }
+
+    /// Tries to linearize the op of call entry `e` next; if taken it is lifted and pushed.
+    fn try_linearize(&mut self, e: u32, choice: Choice, shared: &AtomicUsize) -> Attempt {
+        let op = self.entry_op[e as usize] as usize;
+        let step = self.model.step(&self.state, self.ops[op]);
+        let next_state = match &step {
+            Step::Illegal => return Attempt::Illegal,
+            // An info op that changes nothing here is the same as never happening, which
+            // the search already covers by leaving it out.
+            Step::Same if matches!(choice, Choice::Info { .. }) => return Attempt::Illegal,
+            Step::Same => &self.state,
+            Step::Next(s) => s,
+        };
+        let (definite, bit, zobrist) = (self.ops[op].is_definite(), self.bit[op], self.zobrist[op]);
+        let sets = (&mut self.definite_set, &mut self.info_set, &mut self.definite_hash);
+        flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+        let hash = *sets.2 ^ mix64(self.model.hash(next_state));
+        if !self
+            .memo
+            .insert_if_new(hash, sets.0, sets.1, next_state, shared)
+        {
+            flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+            return Attempt::Seen;
+        }
+        let previous = match step {
+            Step::Next(s) => Some(std::mem::replace(&mut self.state, s)),
+            _ => None,
+        };
+        self.stack.push(Frame {
+            entry: e,
+            choice,
+            previous,
+        });
+        self.deepest = self.deepest.max(self.stack.len());
+        self.lift(e);
+        Attempt::Taken
+    }
+
+    fn remove(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = n;
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn reinsert(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = x;
+        if n != NIL {
+            self.prev[n as usize] = x;
+        }
+    }
+
+    fn lift(&mut self, e: u32) {
+        self.remove(e);
+        let m = self.entry_match[e as usize];
+        if m != NIL {
+            self.remove(m);
+            self.lifted_definite += 1;
+        }
+    }
+
+    fn unlift(&mut self, e: u32) {
+        self.flip(self.entry_op[e as usize] as usize);
+        let m = self.entry_match[e as usize];
+        if m != NIL {
+            self.reinsert(m);
+            self.lifted_definite -= 1;
+        }
+        self.reinsert(e);
+    }
+
+    fn note_dead_end(&mut self, bound: u32) {
+        let depth = self.stack.len();
+        if self.best.as_ref().is_none_or(|(p, _)| depth > p.len()) {
+            let prefix = self
+                .stack
+                .iter()
+                .map(|f| self.entry_op[f.entry as usize])
+                .collect();
+            self.best = Some((prefix, bound));
+        }
+    }
+
+    fn counterexample(&self) -> Counterexample {
+        let (prefix, bound) = self.best.clone().expect("a failed search has a dead end");
+        let mut in_prefix = vec![false; self.ops.len()];
+        for &op in &prefix {
+            in_prefix[op as usize] = true;
+        }
+        let pending = (0..self.ops.len() as u32)
+            .filter(|&op| !in_prefix[op as usize] && self.call_entry[op as usize] < bound)
+            .collect();
+        Counterexample {
+            prefix,
+            blocker: self.entry_op[bound as usize],
+            pending,
+        }
+    }
+}
+
+fn flip(
+    definite_set: &mut [u64],
+    info_set: &mut [u64],
+    definite_hash: &mut u64,
+    definite: bool,
+    bit: u32,
+    zobrist: u64,
+) {
+    let set = if definite { definite_set } else { info_set };
+    set[bit as usize / 64] ^= 1u64 << (bit % 64);
+    *definite_hash ^= zobrist;
+}

@@ -1,0 +1,217 @@
+//! Property tests: simulated histories are always valid, and on small random histories
+//! (with info ops and equal times) the checker agrees with a brute-force search that tries
+//! every order.
+
+use checker::history::{Action, History, Op, Outcome, Value};
+use checker::model::{Model, Step};
+use checker::models::{Keyed, Kv, Register};
+use checker::simulate::{Simulation, Workload};
+use checker::{check_history, CheckOptions, ModelKind, Verdict};
+use proptest::prelude::*;
+
+/// Tries every order of the ops that respects real time (a before b iff a.ret < b.call) and
+/// the model; info ops may be placed anywhere after their call, or left out.
+fn brute_force<M: Model>(model: &M, ops: &[Op]) -> bool {
+    fn go<M: Model>(model: &M, ops: &[Op], done: &mut Vec<bool>, state: &M::State) -> bool {
+        let remaining_definite = ops
+            .iter()
+            .zip(done.iter())
+            .filter(|(o, d)| !**d && o.ret.is_some())
+            .count();
+        if remaining_definite == 0 {
+            return true;
+        }
+        for i in 0..ops.len() {
+            if done[i] {
+                continue;
+            }
+            // Some remaining op returned before this one was called: it must go first.
+            let blocked = ops
+                .iter()
+                .zip(done.iter())
+                .any(|(o, d)| !*d && o.ret.is_some_and(|r| r < ops[i].call));
+            if blocked {
+                continue;
+            }
+            let next = match model.step(state, &ops[i]) {
+                Step::Illegal => continue,
+                Step::Same => state.clone(),
+                Step::Next(s) => s,
+            };
+            done[i] = true;
+            let ok = go(model, ops, done, &next);
+            done[i] = false;
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+    go(model, ops, &mut vec![false; ops.len()], &model.init())
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![Just(Value::Nil), (0i64..3).prop_map(Value::Int)]
+}
+
+/// One random op: (action, read value, call, duration, info?, key).
+fn op_strategy(keys: u32) -> impl Strategy<Value = Op> {
+    let action = prop_oneof![
+        Just(Action::Read),
+        value().prop_map(Action::Write),
+        (value(), value()).prop_map(|(from, to)| Action::Cas { from, to }),
+    ];
+    (action, value(), 0u64..12, 0u64..6, prop::bool::weighted(0.2), 0..keys)
+        .prop_map(|(action, read, call, duration, info, key)| {
+            let outcome = match (&action, info) {
+                (_, true) => Outcome::Unknown,
+                (Action::Read, false) => Outcome::Read(read),
+                _ => Outcome::Ok,
+            };
+            Op {
+                process: 0,
+                key: Some(key),
+                action,
+                outcome,
+                call,
+                ret: (!info).then_some(call + duration),
+                call_line: 0,
+                ret_line: None,
+            }
+        })
+}
+
+fn history(mut ops: Vec<Op>, keys: u32) -> History {
+    ops.sort_by_key(|o| o.call);
+    for (i, op) in ops.iter_mut().enumerate() {
+        op.process = i as u64;
+        op.call_line = i + 1;
+    }
+    History {
+        ops,
+        keys: (0..keys).map(|k| format!("k{k}")).collect(),
+        ..History::default()
+    }
+}
+
+fn brute_verdict(h: &History) -> Verdict {
+    let model = Keyed {
+        inner: Register::cas(Value::Nil),
+        keys: h.keys.clone(),
+    };
+    // Reads with no value constrain nothing; the checker drops them, so may we.
+    if brute_force(&model, &h.ops) {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn agrees_with_brute_force_on_one_register(ops in prop::collection::vec(op_strategy(1), 1..=8)) {
+        let h = history(ops, 1);
+        let expected = brute_verdict(&h);
+        for partition in [true, false] {
+            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
+        }
+        let single = History { keys: Vec::new(), ops: h.ops.iter().cloned().map(|mut o| { o.key = None; o }).collect(), ..h.clone() };
+        let got = check_history(&single, ModelKind::CasRegister, &CheckOptions::default()).unwrap();
+        prop_assert_eq!(got.verdict, expected);
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_two_keys(ops in prop::collection::vec(op_strategy(2), 1..=8)) {
+        let h = history(ops, 2);
+        let expected = brute_verdict(&h);
+        for partition in [true, false] {
+            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            prop_assert_eq!(got.verdict, expected, "partition={}", partition);
+        }
+    }
+
+    #[test]
+    fn simulated_register_histories_are_valid(seed in any::<u64>(), processes in 1usize..12, info in 0.0f64..0.3, cas in any::<bool>()) {
+        let sim = Simulation {
+            workload: if cas { Workload::CasRegister } else { Workload::Register },
+            processes,
+            keys: 0,
+            ops: 120,
+            info_rate: info,
+            values: 4,
+            max_duration: 40,
+            seed,
+        };
+        let h = checker::formats::jsonl::history_from_events(&sim.events()).unwrap();
+        let model = if cas { ModelKind::CasRegister } else { ModelKind::Register };
+        let got = check_history(&h, model, &CheckOptions::default()).unwrap();
+        prop_assert_eq!(got.verdict, Verdict::Valid, "{}", got.to_text());
+    }
+
+    #[test]
+    fn simulated_multi_key_histories_are_valid(seed in any::<u64>(), processes in 1usize..20, keys in 1usize..6, info in 0.0f64..0.2, partition in any::<bool>()) {
+        let sim = Simulation {
+            workload: Workload::CasRegister,
+            processes,
+            keys,
+            ops: 150,
+            info_rate: info,
+            values: 3,
+            max_duration: 30,
+            seed,
+        };
+        let h = checker::formats::jsonl::history_from_events(&sim.events()).unwrap();
+        let opts = CheckOptions { partition, ..CheckOptions::default() };
+        let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+        prop_assert_eq!(got.verdict, Verdict::Valid, "{}", got.to_text());
+    }
+
+    #[test]
+    fn simulated_kv_histories_are_valid(seed in any::<u64>(), processes in 1usize..10, keys in 1usize..4, info in 0.0f64..0.2) {
+        let sim = Simulation {
+            workload: Workload::Kv,
+            processes,
+            keys,
+            ops: 80,
+            info_rate: info,
+            values: 3,
+            max_duration: 20,
+            seed,
+        };
+        let h = checker::formats::jsonl::history_from_events(&sim.events()).unwrap();
+        let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
+        prop_assert_eq!(got.verdict, Verdict::Valid, "{}", got.to_text());
+    }
+}
+
+/// Brute force and the checker also agree on the kv model (small random histories built by
+/// corrupting one get of a simulated history).
+#[test]
+fn kv_brute_force_agrees_on_corrupted_simulations() {
+    for seed in 0..300u64 {
+        let sim = Simulation {
+            workload: Workload::Kv,
+            processes: 3,
+            keys: 0,
+            ops: 7,
+            info_rate: 0.2,
+            values: 2,
+            max_duration: 10,
+            seed,
+        };
+        let mut h = checker::formats::jsonl::history_from_events(&sim.events()).unwrap();
+        if seed % 2 == 0 {
+            if let Some(op) = h.ops.iter_mut().find(|o| matches!(o.outcome, Outcome::Read(_))) {
+                op.outcome = Outcome::Read(Value::Str("x-bogus".into()));
+            }
+        }
+        let expected = if brute_force(&Kv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
+        let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
+        assert_eq!(got.verdict, expected, "seed {seed}: {:#?}", h.ops);
+    }
+}

@@ -1,0 +1,219 @@
+//! `faultline run` flags (stage one: what the user typed) and the validated `Plan`
+//! derived from them (stage two: what the run does).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use workloads::WorkloadKind;
+
+use crate::nemesis::{self, FaultKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Primary–backup, Raft-like replication.
+    Passive,
+    /// State-machine replication: every replica executes every request in one agreed order.
+    Active,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passive => "passive",
+            Self::Active => "active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Private user + network + PID namespaces; no Docker, no root needed.
+    Sandbox,
+}
+
+/// Start a cluster, drive concurrent clients while a nemesis injects faults, record the
+/// history, check it and write a results folder.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit status: 0 valid, 1 invalid, 2 unknown, 3 or more: error (bad usage, sandbox not available, cluster did not start)."
+)]
+pub struct RunArgs {
+    /// Replication mode of the nodes.
+    #[arg(long, value_enum, default_value_t = Mode::Passive)]
+    pub mode: Mode,
+
+    /// What clients do: `register` (one cas-register) or `kv` (cas-registers over --keys keys).
+    #[arg(long, default_value = "kv", value_parser = parse_workload)]
+    pub workload: WorkloadKind,
+
+    /// Number of nodes in the cluster (1..=50).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+
+    /// Run every node with this named bug (repeatable), e.g. stale-read, ack-before-commit.
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<String>,
+
+    /// Client workers (Jepsen processes); worker i talks to node i mod --nodes.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+
+    /// Target ops/s over all workers, with randomized stagger; 0 = as fast as possible.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+
+    /// Number of keys for the kv workload.
+    #[arg(long, default_value_t = 8)]
+    pub keys: usize,
+
+    /// Seconds of the main phase (clients + nemesis), before heal, recovery and final reads.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    pub time_limit: f64,
+
+    /// Faults to inject: comma list of partition, kill, pause, packet; or all, or none.
+    #[arg(long, value_name = "LIST", default_value = "partition")]
+    pub nemesis: String,
+
+    /// Seconds between faults, and how long each fault is held.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub nemesis_interval: f64,
+
+    /// Seed for the op generators and the fault schedule [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Results go to STORE/<test-name>/<timestamp>/, with STORE/latest pointing at the last run.
+    #[arg(long, value_name = "DIR", default_value = "store")]
+    pub store: PathBuf,
+
+    /// Where the cluster runs.
+    #[arg(long, value_enum, default_value_t = BackendKind::Sandbox)]
+    pub backend: BackendKind,
+
+    /// Per-op deadline in milliseconds; a write past it is recorded as `info`.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub op_timeout: u64,
+
+    /// Name of the test (the folder under --store) [default: <mode>-<workload>-<nemesis>[-<bugs>]].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Seconds the checker may spend before answering `unknown`.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    pub check_timeout: f64,
+}
+
+fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
+    s.parse()
+}
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: Mode,
+    pub workload: WorkloadKind,
+    pub nodes: usize,
+    pub bugs: Vec<String>,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub keys: usize,
+    pub time_limit: Duration,
+    pub nemesis: Vec<FaultKind>,
+    pub nemesis_interval: Duration,
+    pub seed: u64,
+    pub store: PathBuf,
+    pub backend: BackendKind,
+    pub op_timeout: Duration,
+    pub name: String,
+    pub check_timeout: Duration,
+}
+
+fn positive_secs(flag: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s > 0.0 && s < 1e7 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!(
+            "--{flag} must be a positive number of seconds, got {s}"
+        ))
+    }
+}
+
+impl Plan {
+    pub fn from_args(args: RunArgs) -> Result<Self, String> {
+        if !(1..=50).contains(&args.nodes) {
+            return Err(format!(
+                "--nodes must be between 1 and 50, got {}",
+                args.nodes
+            ));
+        }
+        if !(1..=10_000).contains(&args.concurrency) {
+            return Err(format!(
+                "--concurrency must be between 1 and 10000, got {}",
+                args.concurrency
+            ));
+        }
+        if !(args.rate.is_finite() && args.rate >= 0.0) {
+            return Err(format!("--rate must be >= 0, got {}", args.rate));
+        }
+        if args.keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        if args.op_timeout == 0 {
+            return Err("--op-timeout must be at least 1 ms".into());
+        }
+        for bug in &args.bugs {
+            if bug.is_empty() || !bug.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!("--bug `{bug}`: expected a name like stale-read"));
+            }
+        }
+        let nemesis = nemesis::parse_list(&args.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
+        let name = match args.name {
+            Some(name) if !name.is_empty() && !name.contains('/') && name != "latest" => name,
+            Some(name) => return Err(format!("--name `{name}`: must be a plain folder name")),
+            None => {
+                let faults = if nemesis.is_empty() {
+                    "none".to_string()
+                } else {
+                    nemesis
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                };
+                let mut name = format!("{}-{}-{}", args.mode.name(), args.workload.name(), faults);
+                for bug in &args.bugs {
+                    name.push_str(&format!("-{bug}"));
+                }
+                name
+            }
+        };
+        Ok(Self {
+            mode: args.mode,
+            workload: args.workload,
+            nodes: args.nodes,
+            bugs: args.bugs,
+            concurrency: args.concurrency,
+            rate: args.rate,
+            keys: args.keys,
+            time_limit: positive_secs("time-limit", args.time_limit)?,
+            nemesis,
+            nemesis_interval: positive_secs("nemesis-interval", args.nemesis_interval)?,
+            seed: args.seed.unwrap_or_else(rand::random),
+            store: args.store,
+            backend: args.backend,
+            op_timeout: Duration::from_millis(args.op_timeout),
+            name,
+            check_timeout: positive_secs("check-timeout", args.check_timeout)?,
+        })
+    }
+
+    /// Mean pause between one worker's ops for the requested total rate.
+    pub fn mean_gap(&self) -> Duration {
+        if self.rate == 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(self.concurrency as f64 / self.rate)
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The nemesis: faults on a seeded schedule, each recorded in the history.
+//!
+//! Every `interval` it starts one fault drawn from the enabled kinds, holds it for
+//! `interval`, then undoes it — Jepsen's `start`/`stop` cycle. Planning (which fault,
+//! which nodes) draws only from the nemesis's own seeded RNG, so the same seed gives the
+//! same schedule; only "the leader" targets depend on what the cluster reports. Applying a
+//! plan is the backend's job (`crate::backend::Backend`).
+//!
+//! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
+//! - `packet` — the userspace packet delayer (delay, jitter, loss; dup by the kernel).
+
+pub mod grudge;
+pub mod packet;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+
+use tokio::sync::watch;
+
+use crate::backend::Backend;
+use crate::client::HttpClient;
+use crate::history::{Event, EventType, Recorder};
+use grudge::PartitionKind;
+use packet::PacketFault;
+
+/// The fault families `--nemesis` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    Partition,
+    Kill,
+    Pause,
+    Packet,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Partition => "partition",
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Packet => "packet",
+        }
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown nemesis `{s}` (expected partition, kill, pause, packet, all or none)"
+                )
+            })
+    }
+}
+
+/// Parses `--nemesis`: a comma list of fault kinds, `all`, or `none`.
+pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, String> {
+    let mut kinds = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "none" => {}
+            "all" => kinds.extend(FaultKind::ALL),
+            other => kinds.push(other.parse()?),
+        }
+    }
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
+}
+
+/// A fault that is in force and how to undo it.
+#[derive(Debug)]
+enum Active {
+    Partition,
+    Killed(usize),
+    Paused(usize),
+    Packet,
+}
+
+/// Packet profiles the nemesis draws from: slow-and-reordering, lossy, duplicating, all.
+const PACKET_PROFILES: [PacketFault; 4] = [
+    PacketFault {
+        delay_ms: 60,
+        jitter_ms: 50,
+        loss_permille: 0,
+        duplicate_permille: 0,
+    },
+    PacketFault {
+        delay_ms: 5,
+        jitter_ms: 5,
+        loss_permille: 150,
+        duplicate_permille: 0,
+    },
+    PacketFault {
+        delay_ms: 20,
+        jitter_ms: 20,
+        loss_permille: 0,
+        duplicate_permille: 200,
+    },
+    PacketFault {
+        delay_ms: 40,
+        jitter_ms: 35,
+        loss_permille: 50,
+        duplicate_permille: 50,
+    },
+];
+
+/// Which node a fault targets: a fixed one, or whoever leads when it starts (`fallback`
+/// when no node names a leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Node(usize),
+    Leader { fallback: usize },
+}
+
+/// One planned fault, before it meets the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// `plan` is `None` for isolate-leader, which is planned when the leader is known.
+    Partition {
+        kind: PartitionKind,
+        plan: Option<grudge::Plan>,
+        fallback: usize,
+    },
+    Kill(Target),
+    Pause(Target),
+    Packet {
+        fault: PacketFault,
+        from: Vec<usize>,
+    },
+}
+
+/// Draws the fault schedule from the seed alone: the same seed, kinds and cluster size
+/// give the same sequence of planned faults, whatever happens while they run.
+pub struct Planner {
+    rng: StdRng,
+    kinds: Vec<FaultKind>,
+    nodes: usize,
+}
+
+impl Planner {
+    pub fn new(seed: u64, kinds: Vec<FaultKind>, nodes: usize) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed ^ 0x4e45_4d45_5349_5300),
+            kinds,
+            nodes,
+        }
+    }
+
+    /// The next fault; `None` when no fault kinds are enabled.
+    pub fn next_fault(&mut self) -> Option<Planned> {
+        let n = self.nodes;
+        let rng = &mut self.rng;
+        let kind = *self.kinds.choose(rng)?;
+        Some(match kind {
+            FaultKind::Partition => {
+                let how = *PartitionKind::ALL.choose(rng).expect("non-empty");
+                let fallback = rng.random_range(0..n);
+                let plan = match how {
+                    PartitionKind::Halves => Some(grudge::halves(n, rng)),
+                    PartitionKind::IsolateOne => Some(grudge::isolate(n, fallback)),
+                    PartitionKind::IsolateLeader => None,
+                    PartitionKind::MajoritiesRing => Some(grudge::majorities_ring(n, rng)),
+                    PartitionKind::Bridge => Some(grudge::bridge(n, rng)),
+                };
+                Planned::Partition {
+                    kind: how,
+                    plan,
+                    fallback,
+                }
+            }
+            FaultKind::Kill | FaultKind::Pause => {
+                let leader = rng.random_bool(0.5);
+                let node = rng.random_range(0..n);
+                let target = if leader {
+                    Target::Leader { fallback: node }
+                } else {
+                    Target::Node(node)
+                };
+                if kind == FaultKind::Kill {
+                    Planned::Kill(target)
+                } else {
+                    Planned::Pause(target)
+                }
+            }
+            FaultKind::Packet => {
+                let fault = *PACKET_PROFILES.choose(rng).expect("non-empty");
+                let all = rng.random_bool(0.5);
+                let one = rng.random_range(0..n);
+                Planned::Packet {
+                    fault,
+                    from: if all { (0..n).collect() } else { vec![one] },
+                }
+            }
+        })
+    }
+}
+
+pub struct Nemesis {
+    pub interval: Duration,
+    pub backend: Arc<dyn Backend>,
+    pub client: Arc<HttpClient>,
+    pub recorder: Recorder,
+    /// What is in force now, for the progress line.
+    pub current: Arc<Mutex<String>>,
+    planner: Planner,
+    active: Option<Active>,
+}
+
+impl Nemesis {
+    pub fn new(
+        kinds: Vec<FaultKind>,
+        interval: Duration,
+        seed: u64,
+        backend: Arc<dyn Backend>,
+        client: Arc<HttpClient>,
+        recorder: Recorder,
+        current: Arc<Mutex<String>>,
+    ) -> Self {
+        let planner = Planner::new(seed, kinds, backend.nodes().len());
+        Self {
+            interval,
+            backend,
+            client,
+            recorder,
+            current,
+            planner,
+            active: None,
+        }
+    }
+
+    /// Runs the schedule until `stop` turns true, then undoes whatever is in force.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let Some(planned) = self.planner.next_fault() else {
+                break;
+            };
+            self.start(planned).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.changed() => {}
+            }
+            self.stop().await;
+            if *stop.borrow() {
+                break;
+            }
+        }
+        self.stop().await;
+    }
+
+    fn record(&self, kind: EventType, f: &'static str, value: &str) {
+        self.recorder
+            .record(Event::nemesis(kind, f, value.into(), 0));
+    }
+
+    /// Runs a blocking backend call off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Backend) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || call(&*backend))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The node a target means now, and how to name it.
+    async fn resolve(&self, target: Target) -> (usize, String) {
+        match target {
+            Target::Node(i) => (i, self.backend.nodes()[i].id.clone()),
+            Target::Leader { fallback } => match self.leader().await {
+                Some(i) => (i, format!("{} (leader)", self.backend.nodes()[i].id)),
+                None => (
+                    fallback,
+                    format!("{} (no leader known)", self.backend.nodes()[fallback].id),
+                ),
+            },
+        }
+    }
+
+    async fn start(&mut self, planned: Planned) {
+        let n = self.backend.nodes().len();
+        let (f, description, result, active) = match planned {
+            Planned::Partition {
+                kind,
+                plan,
+                fallback,
+            } => {
+                let plan = match plan {
+                    Some(plan) => plan,
+                    None => grudge::isolate(n, self.leader().await.unwrap_or(fallback)),
+                };
+                let description = format!("{} {}", kind.name(), plan.description);
+                self.record(EventType::Invoke, "start-partition", &description);
+                let grudge = plan.grudge;
+                let result = self.blocking(move |b| b.partition(&grudge)).await;
+                ("start-partition", description, result, Active::Partition)
+            }
+            Planned::Kill(target) => {
+                let (node, who) = self.resolve(target).await;
+                self.record(EventType::Invoke, "kill", &who);
+                let result = self.blocking(move |b| b.kill(node)).await;
+                ("kill", who, result, Active::Killed(node))
+            }
+            Planned::Pause(target) => {
+                let (node, who) = self.resolve(target).await;
+                self.record(EventType::Invoke, "pause", &who);
+                let result = self.blocking(move |b| b.pause(node)).await;
+                ("pause", who, result, Active::Paused(node))
+            }
+            Planned::Packet { fault, from } => {
+                let scope = if from.len() == n {
+                    "all nodes".to_string()
+                } else {
+                    format!("from {}", self.backend.nodes()[from[0]].id)
+                };
+                let description = format!("{}, {scope}", fault.describe());
+                self.record(EventType::Invoke, "start-packet", &description);
+                let result = self
+                    .blocking(move |b| b.start_packet_fault(&from, fault))
+                    .await;
+                ("start-packet", description, result, Active::Packet)
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.record(EventType::Info, f, &description);
+                *self.current.lock().unwrap() = format!("{f} {description}");
+                self.active = Some(active);
+            }
+            Err(e) => {
+                self.record(EventType::Info, f, &format!("{description}: failed: {e}"));
+                *self.current.lock().unwrap() = format!("{f} failed: {e}");
+                // Undo whatever part of it took effect; every undo is idempotent.
+                self.active = Some(active);
+            }
+        }
+    }
+
+    /// Undoes the fault in force, if any.
+    async fn stop(&mut self) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let (f, value, result) = match active {
+            Active::Partition => (
+                "stop-partition",
+                "heal".to_string(),
+                self.blocking(|b| b.heal()).await,
+            ),
+            Active::Killed(i) => (
+                "restart",
+                self.backend.nodes()[i].id.clone(),
+                self.blocking(move |b| b.start(i)).await,
+            ),
+            Active::Paused(i) => (
+                "resume",
+                self.backend.nodes()[i].id.clone(),
+                self.blocking(move |b| b.resume(i)).await,
+            ),
+            Active::Packet => (
+                "stop-packet",
+                "all links".to_string(),
+                self.blocking(|b| b.stop_packet_fault()).await,
+            ),
+        };
+        self.record(EventType::Invoke, f, &value);
+        let value = match result {
+            Ok(()) => value,
+            Err(e) => format!("{value}: failed: {e}"),
+        };
+        self.record(EventType::Info, f, &value);
+        *self.current.lock().unwrap() = "none".into();
+    }
+
+    /// The node most nodes name as leader, by `GET /status`, if any.
+    pub async fn leader(&self) -> Option<usize> {
+        find_leader(
+            &self.client,
+            self.backend.nodes().len(),
+            &self
+                .backend
+                .nodes()
+                .iter()
+                .map(|s| s.id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await
+    }
+}
+
+/// Asks every node who leads; the claim made by the node with the highest term wins.
+pub async fn find_leader(client: &HttpClient, n: usize, ids: &[String]) -> Option<usize> {
+    let mut best: Option<(u64, usize)> = None;
+    for i in 0..n {
+        let Some(status) = client.status(i, Duration::from_millis(300)).await else {
+            continue;
+        };
+        let term = status.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
+        let Some(leader) = status.get("leader").and_then(|l| l.as_str()) else {
+            continue;
+        };
+        let Some(index) = ids.iter().position(|id| id == leader) else {
+            continue;
+        };
+        if best.is_none_or(|(t, _)| term > t) {
+            best = Some((term, index));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(seed: u64, kinds: &[FaultKind]) -> Vec<Planned> {
+        let mut planner = Planner::new(seed, kinds.to_vec(), 5);
+        (0..40).map(|_| planner.next_fault().unwrap()).collect()
+    }
+
+    #[test]
+    fn same_seed_same_fault_schedule() {
+        assert_eq!(schedule(11, &FaultKind::ALL), schedule(11, &FaultKind::ALL));
+        assert_ne!(schedule(11, &FaultKind::ALL), schedule(12, &FaultKind::ALL));
+    }
+
+    #[test]
+    fn schedule_uses_only_enabled_kinds_and_covers_them() {
+        let plans = schedule(3, &[FaultKind::Kill, FaultKind::Packet]);
+        assert!(plans
+            .iter()
+            .all(|p| matches!(p, Planned::Kill(_) | Planned::Packet { .. })));
+        assert!(plans.iter().any(|p| matches!(p, Planned::Kill(_))));
+        assert!(plans.iter().any(|p| matches!(p, Planned::Packet { .. })));
+        assert!(Planner::new(1, vec![], 3).next_fault().is_none());
+    }
+
+    #[test]
+    fn partition_plans_cover_every_kind() {
+        let plans = schedule(5, &[FaultKind::Partition]);
+        for kind in PartitionKind::ALL {
+            assert!(
+                plans
+                    .iter()
+                    .any(|p| matches!(p, Planned::Partition { kind: k, .. } if *k == kind)),
+                "{kind:?} never planned"
+            );
+        }
+    }
+
+    #[test]
+    fn nemesis_list_parses() {
+        assert_eq!(
+            parse_list("partition,kill").unwrap(),
+            vec![FaultKind::Partition, FaultKind::Kill]
+        );
+        assert_eq!(parse_list("all").unwrap(), FaultKind::ALL.to_vec());
+        assert!(parse_list("none").unwrap().is_empty());
+        assert!(parse_list("partition,flood").unwrap_err().contains("flood"));
+    }
+}

@@ -1,0 +1,237 @@
+//! Throughput and latency of a 3-node loopback cluster, per mode.
+//!
+//! `cargo bench -p nodes --bench cluster` starts three `faultline-replica` processes,
+//! then 32 concurrent clients run a 50/50 read/write mix over 100 keys for a fixed time
+//! and print ops/s, p50/p99/max latency, failures, and peer messages per client op
+//! (from the nodes' /metrics). Env: BENCH_SECS (default 5), BENCH_CLIENTS (32),
+//! BENCH_MODES (passive,active), BENCH_TARGET (spread: clients use every node; leader:
+//! clients use the passive leader only).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+const KEYS: u64 = 100;
+
+struct Cluster {
+    children: Vec<Child>,
+    addrs: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(mode: &str) -> Cluster {
+    let dir = std::env::temp_dir().join(format!("faultline-bench-{}-{mode}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let peers: Vec<String> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| format!("n{}={}", j + 1, addrs[j]))
+            .collect();
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline-replica"))
+            .args(["--id", &format!("n{}", i + 1), "--listen", &addrs[i]])
+            .args(["--peers", &peers.join(","), "--mode", mode])
+            .arg("--data-dir")
+            .arg(dir.join(format!("n{}", i + 1)))
+            .env("FAULTLINE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn faultline-replica");
+        children.push(child);
+    }
+    Cluster {
+        children,
+        addrs,
+        dir,
+    }
+}
+
+async fn leader(client: &reqwest::Client, addrs: &[String]) -> Option<usize> {
+    for (i, a) in addrs.iter().enumerate() {
+        let Ok(resp) = client.get(format!("http://{a}/status")).send().await else {
+            continue;
+        };
+        let Ok(v) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if v["role"] == "leader" || v["role"] == "primary" {
+            return Some(i);
+        }
+    }
+    None
+}
+
+async fn messages_sent(client: &reqwest::Client, addrs: &[String]) -> u64 {
+    let mut total = 0;
+    for a in addrs {
+        let text = client
+            .get(format!("http://{a}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("faultline_peer_messages_total") && l.contains("direction=\"sent\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+struct Figures {
+    ops: u64,
+    failed: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+    msgs: u64,
+}
+
+async fn run_load(addrs: Vec<String>, clients: usize, secs: u64) -> Figures {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Warm up connections and the leader.
+    let warm_until = Instant::now() + Duration::from_millis(500);
+    let stop = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let msgs_before = Arc::new(AtomicU64::new(u64::MAX));
+    let mut tasks = Vec::new();
+    let start_at = warm_until;
+    let end_at = start_at + Duration::from_secs(secs);
+    for c in 0..clients {
+        let http = http.clone();
+        let addrs = addrs.clone();
+        let failed = failed.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut ops = 0u64;
+            let mut x: u64 = 0x9E3779B97F4A7C15 ^ (c as u64 + 1);
+            let mut n = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= end_at || stop.load(Ordering::Relaxed) == 1 {
+                    break;
+                }
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = x % KEYS;
+                let node = &addrs[(x as usize >> 8) % addrs.len()];
+                let url = format!("http://{node}/kv/k{key}");
+                n += 1;
+                let t = Instant::now();
+                let resp = if x & 1 == 0 {
+                    http.get(&url).send().await
+                } else {
+                    http.put(&url)
+                        .json(&serde_json::json!({"value": n as i64}))
+                        .send()
+                        .await
+                };
+                let ok = match resp {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if t >= start_at {
+                    if ok {
+                        hist.record(t.elapsed().as_micros() as u64).unwrap();
+                        ops += 1;
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            (hist, ops)
+        }));
+    }
+    tokio::time::sleep_until(start_at.into()).await;
+    msgs_before.store(messages_sent(&http, &addrs).await, Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut ops = 0;
+    for t in tasks {
+        let (h, o) = t.await.unwrap();
+        hist.add(h).unwrap();
+        ops += o;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let msgs = messages_sent(&http, &addrs).await - msgs_before.load(Ordering::Relaxed);
+    Figures {
+        ops,
+        failed: failed.load(Ordering::Relaxed),
+        secs,
+        hist,
+        msgs,
+    }
+}
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "passive,active".into());
+    let target = std::env::var("BENCH_TARGET").unwrap_or_else(|_| "spread".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    println!(
+        "3-node loopback cluster, {clients} clients, 50/50 read/write over {KEYS} keys, {secs} s per mode, clients -> {target}"
+    );
+    for mode in modes.split(',') {
+        let cluster = start(mode);
+        let figures = rt.block_on(async {
+            let http = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let lead = loop {
+                if let Some(l) = leader(&http, &cluster.addrs).await {
+                    break l;
+                }
+                assert!(Instant::now() < deadline, "no leader/primary within 10 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let addrs = if target == "leader" {
+                vec![cluster.addrs[lead].clone()]
+            } else {
+                cluster.addrs.clone()
+            };
+            run_load(addrs, clients, secs).await
+        });
+        let h = &figures.hist;
+        println!(
+            "{mode:>8}: {:>8.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  failed {}  peer msgs/op {:.2}",
+            figures.ops as f64 / figures.secs,
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+            figures.failed,
+            figures.msgs as f64 / figures.ops.max(1) as f64,
+        );
+        drop(cluster);
+    }
+}

@@ -1,0 +1,489 @@
+//! The HTTP surface of a node: client API, status, metrics, peer messages and admin.
+//!
+//! Every error body is `{"error": "...", "definite": bool}`: `definite: true` means this
+//! request was certainly not applied (the harness may record `fail`); `false` means it
+//! may or may not have been (record `info`). README.md lists each case.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::command::{Command, NodeId, Op, Outcome, Request, RequestId, Value};
+use crate::config::Config;
+use crate::driver::{ClientResult, Event};
+use crate::machine::{Machine, Rejection, Status};
+use crate::metrics::Direction;
+use crate::transport::{Envelope, Transport};
+
+/// Marks a client request one node forwarded to another, so it is never forwarded again.
+pub const FORWARDED_BY: &str = "x-faultline-forwarded-by";
+
+const MAX_KEY_LEN: usize = 256;
+
+pub struct Node<M: Machine> {
+    pub config: Arc<Config>,
+    pub events: mpsc::Sender<Event<M::Msg>>,
+    pub transport: Arc<Transport>,
+    pub status: watch::Receiver<Status>,
+    /// Request ids start at the wall clock in ns so a restarted node never reuses one.
+    pub next_request: AtomicU64,
+}
+
+pub fn router<M: Machine>(node: Arc<Node<M>>) -> Router {
+    let limit = node.config.max_body_bytes;
+    Router::new()
+        .route("/kv/{key}", get(get_kv::<M>).put(put_kv::<M>))
+        .route("/kv/{key}/cas", post(cas_kv::<M>))
+        .route("/status", get(status::<M>))
+        .route("/metrics", get(metrics::<M>))
+        .route("/peer/message", post(peer_message::<M>))
+        .route("/admin/isolate", post(isolate::<M>))
+        .route("/admin/heal", post(heal::<M>))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", true) })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(node)
+}
+
+fn error(code: StatusCode, msg: impl Into<String>, definite: bool) -> Response {
+    (code, Json(json!({"error": msg.into(), "definite": definite}))).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    from: Value,
+    to: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+/// Parses a JSON body, turning every way it can be wrong into a 4xx with a message.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
+    let bytes = body.map_err(|r| error(r.status(), r.body_text(), true))?;
+    // serde would also take a JSON array for a struct; only objects are meant.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object", true));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"), true))
+}
+
+fn check_key(key: &str) -> Result<(), Response> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("key must be 1 to {MAX_KEY_LEN} bytes"),
+            true,
+        ));
+    }
+    Ok(())
+}
+
+async fn get_kv<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_key(&key) {
+        return r;
+    }
+    let cmd = Command {
+        op: Op::Get { key },
+        client: None,
+        seq: None,
+    };
+    node.client_op(cmd, &headers).await
+}
+
+async fn put_kv<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = check_key(&key) {
+        return r;
+    }
+    let body: PutBody = match parse_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let cmd = Command {
+        op: Op::Put {
+            key,
+            value: body.value,
+        },
+        client: body.client,
+        seq: body.seq,
+    };
+    node.client_op(cmd, &headers).await
+}
+
+async fn cas_kv<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = check_key(&key) {
+        return r;
+    }
+    let body: CasBody = match parse_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let cmd = Command {
+        op: Op::Cas {
+            key,
+            from: body.from,
+            to: body.to,
+        },
+        client: body.client,
+        seq: body.seq,
+    };
+    node.client_op(cmd, &headers).await
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Get { .. } => "get",
+        Op::Put { .. } => "put",
+        Op::Cas { .. } => "cas",
+    }
+}
+
+impl<M: Machine> Node<M> {
+    async fn client_op(&self, cmd: Command, headers: &HeaderMap) -> Response {
+        let op = op_name(&cmd.op);
+        let (label, resp) = self.execute(cmd, headers).await;
+        self.transport.metrics.client(op, label);
+        resp
+    }
+
+    /// Runs one client command here or at the leader; returns (metrics label, response).
+    async fn execute(&self, cmd: Command, headers: &HeaderMap) -> (&'static str, Response) {
+        let forwarded_by = headers
+            .get(FORWARDED_BY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(from) = &forwarded_by {
+            if self.transport.is_isolated(from) {
+                return (
+                    "refused_isolated",
+                    error(StatusCode::SERVICE_UNAVAILABLE, format!("isolated from {from}"), true),
+                );
+            }
+        }
+        let req = Request {
+            id: RequestId {
+                node: self.config.id.clone(),
+                n: self.next_request.fetch_add(1, Ordering::Relaxed),
+            },
+            cmd,
+        };
+        let (done, wait) = oneshot::channel();
+        let cmd = req.cmd.clone();
+        if self.events.send(Event::Client { req, done }).await.is_err() {
+            return (
+                "stopped",
+                error(StatusCode::SERVICE_UNAVAILABLE, "node is stopping", true),
+            );
+        }
+        let result = match tokio::time::timeout(self.config.request_timeout, wait).await {
+            Err(_) => {
+                return (
+                    "timeout",
+                    error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out waiting for the request to commit",
+                        false,
+                    ),
+                )
+            }
+            Ok(Err(_)) => {
+                return (
+                    "dropped",
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "node stopped while waiting", false),
+                )
+            }
+            Ok(Ok(r)) => r,
+        };
+        match result {
+            ClientResult::Done(outcome) => outcome_response(outcome),
+            ClientResult::Rejected(Rejection::NotLeader { leader: Some(leader) })
+                if forwarded_by.is_none() =>
+            {
+                self.forward(&leader, cmd).await
+            }
+            ClientResult::Rejected(Rejection::NotLeader { leader }) => {
+                let addr = leader.as_deref().and_then(|l| self.transport.base_url(l));
+                let body = json!({
+                    "error": match &leader {
+                        Some(l) => format!("not the leader; {l} leads"),
+                        None => "no leader known".to_string(),
+                    },
+                    "definite": true,
+                    "leader": leader,
+                    "leader_url": addr,
+                });
+                ("not_leader", (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+            }
+            ClientResult::Rejected(Rejection::NoQuorum) => (
+                "no_quorum",
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no contact with a majority of replicas",
+                    true,
+                ),
+            ),
+            ClientResult::Rejected(Rejection::LeadershipLost) => (
+                "leadership_lost",
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "lost leadership before the read was confirmed",
+                    true,
+                ),
+            ),
+        }
+    }
+
+    /// Passes the request on to the leader and its answer back unchanged.
+    async fn forward(&self, leader: &NodeId, cmd: Command) -> (&'static str, Response) {
+        let Some(base) = self.transport.base_url(leader) else {
+            return ("not_leader", error(StatusCode::SERVICE_UNAVAILABLE, "leader unknown", true));
+        };
+        if self.transport.is_isolated(leader) {
+            return (
+                "forward_refused",
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("leader {leader} is isolated from this node"),
+                    true,
+                ),
+            );
+        }
+        let client = &self.transport.client;
+        let builder = match cmd.op {
+            Op::Get { key } => client.get(format!("{base}/kv/{key}")),
+            Op::Put { key, value } => client.put(format!("{base}/kv/{key}")).json(&PutBody {
+                value,
+                client: cmd.client,
+                seq: cmd.seq,
+            }),
+            Op::Cas { key, from, to } => {
+                client.post(format!("{base}/kv/{key}/cas")).json(&CasBody {
+                    from,
+                    to,
+                    client: cmd.client,
+                    seq: cmd.seq,
+                })
+            }
+        };
+        // The leader may wait up to the request timeout; allow for that plus the hop.
+        let timeout = self.config.request_timeout + self.config.peer_timeout;
+        let sent = builder
+            .header(FORWARDED_BY, &self.config.id)
+            .timeout(timeout)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return (
+                    "forward_failed",
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot connect to leader {leader}: {e}"),
+                        true,
+                    ),
+                )
+            }
+            Err(e) => {
+                return (
+                    "forward_unknown",
+                    error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("no answer from leader {leader}: {e}"),
+                        false,
+                    ),
+                )
+            }
+        };
+        let status = resp.status();
+        match resp.bytes().await {
+            Ok(body) => (
+                if status.is_success() { "forwarded_ok" } else { "forwarded_error" },
+                (
+                    StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+            ),
+            Err(e) => (
+                "forward_unknown",
+                error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("answer from leader {leader} cut off: {e}"),
+                    false,
+                ),
+            ),
+        }
+    }
+}
+
+fn outcome_response(outcome: Outcome) -> (&'static str, Response) {
+    match outcome {
+        Outcome::Value(v) => ("ok", Json(json!({ "value": v })).into_response()),
+        Outcome::Written => ("ok", Json(json!({ "ok": true })).into_response()),
+        Outcome::CasMismatch { current } => (
+            "cas_mismatch",
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "cas mismatch: current value differs from 'from'",
+                    "current": current,
+                    "definite": true,
+                })),
+            )
+                .into_response(),
+        ),
+        Outcome::StaleSeq { last } => (
+            "stale_seq",
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": format!("seq is below {last}, the last applied for this client; not applied now"),
+                    "definite": false,
+                })),
+            )
+                .into_response(),
+        ),
+    }
+}
+
+async fn status<M: Machine>(State(node): State<Arc<Node<M>>>) -> Response {
+    let s = node.status.borrow().clone();
+    let isolated = node.transport.isolated();
+    let reachable: Vec<&NodeId> = s
+        .reachable_peers
+        .iter()
+        .filter(|p| !isolated.contains(p))
+        .collect();
+    Json(json!({
+        "id": node.config.id,
+        "mode": node.config.mode.name(),
+        "role": s.role,
+        "term": s.term,
+        "leader": s.leader,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "last_index": s.last_index,
+        "reachable_peers": reachable,
+        "isolated_peers": isolated,
+        "bugs": node.config.bugs.names(),
+    }))
+    .into_response()
+}
+
+async fn metrics<M: Machine>(State(node): State<Arc<Node<M>>>) -> Response {
+    let s = node.status.borrow().clone();
+    let text = node
+        .transport
+        .metrics
+        .render(&node.config.id, node.config.mode.name(), &s);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn peer_message<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let env: Envelope<M::Msg> = match parse_body(body) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if !node.transport.is_peer(&env.from) {
+        return error(StatusCode::FORBIDDEN, format!("{} is not a peer", env.from), true);
+    }
+    if node.transport.is_isolated(&env.from) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("isolated from {}", env.from),
+            true,
+        );
+    }
+    let metrics = &node.transport.metrics;
+    metrics.message(&env.from, M::kind(&env.msg), Direction::Received);
+    let (reply, wait) = oneshot::channel();
+    let from = env.from.clone();
+    let event = Event::Peer {
+        from: env.from,
+        msg: env.msg,
+        reply,
+    };
+    if node.events.send(event).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "node is stopping", true);
+    }
+    match tokio::time::timeout(node.config.peer_timeout, wait).await {
+        Ok(Ok(reply)) => {
+            if let Some(r) = &reply {
+                metrics.message(&from, M::kind(r), Direction::Sent);
+            }
+            Json(reply).into_response()
+        }
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "message not processed in time", false),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsolateBody {
+    peers: Vec<NodeId>,
+}
+
+async fn isolate<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body: IsolateBody = match parse_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(p) = body.peers.iter().find(|p| !node.transport.is_peer(p)) {
+        return error(StatusCode::BAD_REQUEST, format!("{p} is not a peer of this node"), true);
+    }
+    node.transport.isolate(&body.peers);
+    tracing::info!(isolated = ?node.transport.isolated(), "isolate");
+    Json(json!({ "isolated": node.transport.isolated() })).into_response()
+}
+
+async fn heal<M: Machine>(State(node): State<Arc<Node<M>>>) -> Response {
+    node.transport.heal();
+    tracing::info!("heal");
+    Json(json!({ "isolated": node.transport.isolated() })).into_response()
+}

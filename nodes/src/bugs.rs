@@ -1,0 +1,69 @@
+//! Named, deliberate bugs (`--bug NAME`), each off by default.
+//!
+//! Every bug is a single `if` in the protocol code, guarded by [`Bugs::has`], so that the
+//! difference from the correct protocol is easy to find with `grep Bug::`.
+
+use clap::ValueEnum;
+
+use crate::config::Mode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Bug {
+    /// passive: the leader answers reads from local state without confirming it still leads.
+    StaleRead,
+    /// passive: the leader answers a write once it is in its own log, before a majority has it.
+    AckBeforeCommit,
+    /// passive: followers accept replication from a leader of an older term, and leaders
+    /// ignore newer terms in replies, so a deposed leader's writes are accepted.
+    NoFencing,
+    /// passive: term and vote are not restored after a restart.
+    ForgetVote,
+    /// active: a replica executes a request as soon as it is in its log, before its
+    /// position in the order is agreed by a majority.
+    DeliverUnagreed,
+}
+
+impl Bug {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::StaleRead => "stale-read",
+            Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::NoFencing => "no-fencing",
+            Bug::ForgetVote => "forget-vote",
+            Bug::DeliverUnagreed => "deliver-unagreed",
+        }
+    }
+
+    /// The mode whose protocol this bug lives in.
+    pub fn mode(self) -> Mode {
+        match self {
+            Bug::DeliverUnagreed => Mode::Active,
+            _ => Mode::Passive,
+        }
+    }
+}
+
+/// The set of bugs switched on for one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bugs(Vec<Bug>);
+
+impl Bugs {
+    pub fn new(bugs: impl IntoIterator<Item = Bug>) -> Self {
+        let mut v: Vec<Bug> = bugs.into_iter().collect();
+        v.sort_by_key(|b| b.name());
+        v.dedup();
+        Bugs(v)
+    }
+
+    pub fn has(&self, bug: Bug) -> bool {
+        self.0.contains(&bug)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|b| b.name()).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Bug> + '_ {
+        self.0.iter().copied()
+    }
+}

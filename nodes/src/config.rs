@@ -1,0 +1,155 @@
+//! Command-line flags (each also an environment variable) and the validated settings
+//! derived from them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::bugs::{Bug, Bugs};
+use crate::command::NodeId;
+use crate::machine::Timing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Primary–backup: a Raft-like leader orders and replicates writes.
+    Passive,
+    /// State-machine replication: every replica gets every request; a VR-style sequencer
+    /// orders them and every replica executes them.
+    Active,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Passive => "passive",
+            Mode::Active => "active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// This node's id, e.g. n1.
+    #[arg(long, env = "FAULTLINE_ID")]
+    pub id: String,
+    /// Address to serve the client, peer and admin HTTP API on.
+    #[arg(long, env = "FAULTLINE_LISTEN", default_value = "127.0.0.1:7001")]
+    pub listen: String,
+    /// The other replicas: ID=HOST:PORT,... (empty for a single node).
+    #[arg(long, env = "FAULTLINE_PEERS", default_value = "")]
+    pub peers: String,
+    /// Replication protocol.
+    #[arg(long, env = "FAULTLINE_MODE", value_enum, default_value_t = Mode::Passive)]
+    pub mode: Mode,
+    /// Directory for the durable term/vote/log; created if missing.
+    #[arg(long, env = "FAULTLINE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Switch on a named bug (repeatable; the env var takes a comma-separated list).
+    #[arg(long = "bug", env = "FAULTLINE_BUGS", value_enum, value_delimiter = ',')]
+    pub bugs: Vec<Bug>,
+    /// Logical clock tick.
+    #[arg(long, env = "FAULTLINE_TICK_MS", default_value_t = 10)]
+    pub tick_ms: u64,
+    /// Leader/primary heartbeat interval.
+    #[arg(long, env = "FAULTLINE_HEARTBEAT_MS", default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// Minimum election / view-change timeout; each node picks at random in [T, 2T].
+    #[arg(long, env = "FAULTLINE_ELECTION_TIMEOUT_MS", default_value_t = 300)]
+    pub election_timeout_ms: u64,
+    /// Connect and total timeout of one call to a peer (messages and forwarded requests).
+    #[arg(long, env = "FAULTLINE_PEER_TIMEOUT_MS", default_value_t = 500)]
+    pub peer_timeout_ms: u64,
+    /// How long a client request may wait for commit before 504 (outcome unknown).
+    #[arg(long, env = "FAULTLINE_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    pub request_timeout_ms: u64,
+    /// Largest request body accepted (413 above it).
+    #[arg(long, env = "FAULTLINE_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+}
+
+/// Settings after validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    pub listen: String,
+    pub peers: Vec<(NodeId, String)>,
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub bugs: Bugs,
+    pub tick: Duration,
+    pub timing: Timing,
+    pub peer_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Validates flags; the error is one line naming the flag and the problem.
+    pub fn from_args(args: NodeArgs) -> Result<Config, String> {
+        let id = args.id.trim().to_string();
+        if id.is_empty() || id.contains([',', '=', '/', ' ']) {
+            return Err(format!("--id: '{}' is not a usable node id", args.id));
+        }
+        let mut peers: Vec<(NodeId, String)> = Vec::new();
+        for item in args.peers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((pid, addr)) = item.split_once('=') else {
+                return Err(format!("--peers: '{item}' is not ID=HOST:PORT"));
+            };
+            let valid_addr = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if pid.is_empty() || !valid_addr {
+                return Err(format!("--peers: '{item}' is not ID=HOST:PORT"));
+            }
+            if pid == id {
+                return Err(format!("--peers: '{pid}' is this node's own id"));
+            }
+            if peers.iter().any(|(p, _)| p == pid) {
+                return Err(format!("--peers: '{pid}' appears twice"));
+            }
+            peers.push((pid.to_string(), addr.to_string()));
+        }
+        for bug in &args.bugs {
+            if bug.mode() != args.mode {
+                return Err(format!(
+                    "--bug {}: only exists in {} mode, not {}",
+                    bug.name(),
+                    bug.mode().name(),
+                    args.mode.name()
+                ));
+            }
+        }
+        if args.tick_ms == 0 {
+            return Err("--tick-ms: must be at least 1".into());
+        }
+        let ticks = |ms: u64| (ms / args.tick_ms).max(1);
+        let timing = Timing {
+            heartbeat: ticks(args.heartbeat_ms),
+            election_min: ticks(args.election_timeout_ms),
+            election_max: ticks(args.election_timeout_ms * 2),
+        };
+        if timing.election_min <= timing.heartbeat {
+            return Err(format!(
+                "--election-timeout-ms {}: must be longer than --heartbeat-ms {}",
+                args.election_timeout_ms, args.heartbeat_ms
+            ));
+        }
+        if args.peer_timeout_ms == 0 || args.request_timeout_ms == 0 {
+            return Err("--peer-timeout-ms and --request-timeout-ms must be positive".into());
+        }
+        Ok(Config {
+            id,
+            listen: args.listen,
+            peers,
+            mode: args.mode,
+            data_dir: args.data_dir,
+            bugs: Bugs::new(args.bugs),
+            tick: Duration::from_millis(args.tick_ms),
+            timing,
+            peer_timeout: Duration::from_millis(args.peer_timeout_ms),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_body_bytes: args.max_body_bytes,
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The async loop around a protocol machine: the only place that touches the disk, the
+//! network and the clock on the machine's behalf.
+//!
+//! One task owns the machine. It waits for an event, drains whatever else is queued (that
+//! is the batch), and asks the machine for its `Ready`. Disk writes go to a dedicated
+//! thread, which folds all writes queued behind a running fsync into the next one (group
+//! commit), so the loop keeps serving while the disk works. Outputs that promise
+//! durability — acknowledgements of entries, votes, client answers — are held until every
+//! write issued before them is durable; a leader's own appends and read probes go out at
+//! once, so its fsync runs in parallel with its followers' (Raft §10.2.1).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::command::{NodeId, Outcome, Request, RequestId};
+use crate::disk::{Disk, HardState};
+use crate::log::{Entry, StableMark};
+use crate::machine::{Machine, Ready, Rejection, Status};
+use crate::transport::{SendFailure, Transport};
+
+/// Most events folded into one batch, so ticks and replies are never starved.
+const MAX_BATCH_EVENTS: usize = 4096;
+
+pub enum Event<M> {
+    Tick,
+    /// A message from a peer; its reply (if any) goes back on `reply`.
+    Peer {
+        from: NodeId,
+        msg: M,
+        reply: oneshot::Sender<Option<M>>,
+    },
+    /// The outcome of a message we sent.
+    Delivered {
+        to: NodeId,
+        result: Result<Option<M>, SendFailure>,
+    },
+    Client {
+        req: Request,
+        done: oneshot::Sender<ClientResult>,
+    },
+    /// The disk thread made writes up to `seq` durable.
+    Persisted { seq: u64, marks: Vec<StableMark> },
+    DiskFailed(String),
+}
+
+#[derive(Debug)]
+pub enum ClientResult {
+    Done(Outcome),
+    Rejected(Rejection),
+}
+
+/// Something to release once the disk has caught up.
+enum Output<M> {
+    Send(NodeId, M),
+    Reply(oneshot::Sender<Option<M>>, Option<M>),
+    Answer(RequestId, ClientResult),
+}
+
+struct DiskJob {
+    seq: u64,
+    hard_state: Option<HardState>,
+    log_from: Option<u64>,
+    entries: Vec<Entry>,
+    mark: Option<StableMark>,
+}
+
+type HeldReplies<M> = Vec<(oneshot::Sender<Option<M>>, Option<M>)>;
+
+pub struct Driver<M: Machine> {
+    machine: M,
+    events: mpsc::Receiver<Event<M::Msg>>,
+    /// For send tasks and the disk thread to report back.
+    loopback: mpsc::Sender<Event<M::Msg>>,
+    transport: Arc<Transport>,
+    waiters: HashMap<RequestId, oneshot::Sender<ClientResult>>,
+    status: watch::Sender<Status>,
+    tick: Duration,
+    disk: Option<Disk>,
+    jobs: Option<std::sync::mpsc::Sender<DiskJob>>,
+    /// Sequence number of the last write handed to the disk thread / made durable.
+    issued: u64,
+    durable: u64,
+    /// Outputs waiting for `durable` to reach their sequence number (non-decreasing).
+    gated: VecDeque<(u64, Output<M::Msg>)>,
+}
+
+impl<M: Machine> Driver<M> {
+    pub fn new(
+        machine: M,
+        disk: Disk,
+        events: mpsc::Receiver<Event<M::Msg>>,
+        loopback: mpsc::Sender<Event<M::Msg>>,
+        transport: Arc<Transport>,
+        status: watch::Sender<Status>,
+        tick: Duration,
+    ) -> Self {
+        Driver {
+            machine,
+            events,
+            loopback,
+            transport,
+            waiters: HashMap::new(),
+            status,
+            tick,
+            disk: Some(disk),
+            jobs: None,
+            issued: 0,
+            durable: 0,
+            gated: VecDeque::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let (jobs, job_rx) = std::sync::mpsc::channel();
+        self.jobs = Some(jobs);
+        let disk = self.disk.take().expect("run once");
+        let report = self.loopback.clone();
+        std::thread::Builder::new()
+            .name("faultline-disk".into())
+            .spawn(move || disk_thread::<M>(disk, job_rx, report))
+            .expect("spawn disk thread");
+
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = ticker.tick() => Event::Tick,
+                ev = self.events.recv() => match ev {
+                    Some(ev) => ev,
+                    None => return,
+                },
+            };
+            let mut held = Vec::new();
+            if !self.handle(first, &mut held) {
+                return;
+            }
+            for _ in 0..MAX_BATCH_EVENTS {
+                match self.events.try_recv() {
+                    Ok(ev) => {
+                        if !self.handle(ev, &mut held) {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let ready = self.machine.ready();
+            self.release_durable();
+            self.dispatch(ready, held);
+            self.status.send_replace(self.machine.status());
+        }
+    }
+
+    /// Feeds one event to the machine; false when the node must stop.
+    fn handle(&mut self, ev: Event<M::Msg>, held: &mut HeldReplies<M::Msg>) -> bool {
+        match ev {
+            Event::Tick => {
+                self.machine.tick();
+                self.waiters.retain(|_, w| !w.is_closed());
+            }
+            Event::Peer { from, msg, reply } => {
+                let out = self.machine.step(&from, msg);
+                held.push((reply, out));
+            }
+            Event::Delivered { to, result } => match result {
+                Ok(Some(msg)) => {
+                    let _ = self.machine.step(&to, msg);
+                }
+                Ok(None) => {}
+                Err(failure) => {
+                    tracing::debug!(peer = %to, ?failure, "message not delivered");
+                    self.machine.unreachable(&to);
+                }
+            },
+            Event::Client { req, done } => {
+                let id = req.id.clone();
+                match self.machine.client(req) {
+                    Ok(()) => {
+                        self.waiters.insert(id, done);
+                    }
+                    Err(rejection) => {
+                        let _ = done.send(ClientResult::Rejected(rejection));
+                    }
+                }
+            }
+            Event::Persisted { seq, marks } => {
+                self.durable = self.durable.max(seq);
+                for mark in marks {
+                    self.machine.persisted(mark);
+                }
+            }
+            Event::DiskFailed(e) => {
+                // Without durable state this node could break its promises; stop
+                // answering rather than answer wrongly.
+                tracing::error!("data dir write failed, node stops: {e}");
+                return false;
+            }
+        }
+        true
+    }
+
+    fn release_durable(&mut self) {
+        while self.gated.front().is_some_and(|(seq, _)| *seq <= self.durable) {
+            let (_, out) = self.gated.pop_front().unwrap();
+            self.emit(out);
+        }
+    }
+
+    fn dispatch(&mut self, ready: Ready<M::Msg>, held: HeldReplies<M::Msg>) {
+        if ready.hard_state.is_some() || ready.log_from.is_some() {
+            self.issued += 1;
+            let job = DiskJob {
+                seq: self.issued,
+                hard_state: ready.hard_state,
+                log_from: ready.log_from,
+                entries: ready.entries,
+                mark: ready.mark,
+            };
+            if let Some(jobs) = &self.jobs {
+                let _ = jobs.send(job);
+            }
+        }
+        for (reply, msg) in held {
+            let gate = msg.as_ref().is_some_and(M::needs_durability);
+            self.output(gate, Output::Reply(reply, msg));
+        }
+        for (to, msg) in ready.messages {
+            let gate = M::needs_durability(&msg);
+            self.output(gate, Output::Send(to, msg));
+        }
+        for (id, outcome) in ready.replies {
+            self.output(true, Output::Answer(id, ClientResult::Done(outcome)));
+        }
+        for (id, rejection) in ready.rejected {
+            self.output(true, Output::Answer(id, ClientResult::Rejected(rejection)));
+        }
+    }
+
+    fn output(&mut self, gate: bool, out: Output<M::Msg>) {
+        if gate && self.durable < self.issued {
+            self.gated.push_back((self.issued, out));
+        } else {
+            self.emit(out);
+        }
+    }
+
+    fn emit(&mut self, out: Output<M::Msg>) {
+        match out {
+            Output::Send(to, msg) => {
+                let transport = self.transport.clone();
+                let loopback = self.loopback.clone();
+                tokio::spawn(async move {
+                    let result = transport.send(&to, msg, M::kind).await;
+                    let _ = loopback.send(Event::Delivered { to, result }).await;
+                });
+            }
+            Output::Reply(reply, msg) => {
+                let _ = reply.send(msg);
+            }
+            Output::Answer(id, result) => {
+                if let Some(w) = self.waiters.remove(&id) {
+                    let _ = w.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Applies writes in order; all writes queued behind one fsync share the next.
+fn disk_thread<M: Machine>(
+    mut disk: Disk,
+    jobs: std::sync::mpsc::Receiver<DiskJob>,
+    report: mpsc::Sender<Event<M::Msg>>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        if report.is_closed() {
+            return; // the node is gone (crashed in-process): write nothing more
+        }
+        let result = (|| -> std::io::Result<()> {
+            let mut wrote_log = false;
+            let mut hard = None;
+            for job in &mut batch {
+                if let Some(from) = job.log_from {
+                    disk.write_log(from, &job.entries)?;
+                    wrote_log = true;
+                }
+                if job.hard_state.is_some() {
+                    hard = job.hard_state.take();
+                }
+            }
+            if wrote_log {
+                disk.sync()?;
+            }
+            if let Some(hard) = hard {
+                disk.save_hard_state(&hard)?;
+            }
+            Ok(())
+        })();
+        let event = match result {
+            Ok(()) => Event::Persisted {
+                seq: batch.last().map_or(0, |j| j.seq),
+                marks: batch.iter().filter_map(|j| j.mark).collect(),
+            },
+            Err(e) => Event::DiskFailed(e.to_string()),
+        };
+        let failed = matches!(event, Event::DiskFailed(_));
+        if report.blocking_send(event).is_err() || failed {
+            return;
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! Passive replication: a Raft-like leader/follower protocol as a pure state machine.
+//!
+//! Section numbers cite the Raft paper (Ongaro & Ousterhout, 2014). The machine does no
+//! I/O: the driver persists what [`Ready`] says before sending the messages it holds, so
+//! a reply that grants a vote or acknowledges entries is only sent once they are durable.
+//!
+//! - Leader election with randomized timeouts; votes only for an up-to-date log (§5.2,
+//!   §5.4.1). A node that heard from a live leader within the minimum election timeout
+//!   ignores vote requests (thesis §4.2.3), so a rejoining node does not depose it.
+//! - Replication with the consistency check (§5.3), at most one append in flight per
+//!   follower: entries proposed meanwhile travel together in the next one, which is what
+//!   batches replication (and the fsync) under load.
+//! - A leader commits only entries of its own term by majority (§5.4.2), starting each
+//!   term with a no-op, and answers a write only once it is applied.
+//! - Reads use ReadIndex (thesis §6.4): record the commit index, confirm leadership by a
+//!   round of probes (or appends) acknowledged by a majority, wait until applied, read
+//!   locally. All reads that arrive together share one round.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::bugs::{Bug, Bugs};
+use crate::command::{NodeId, Op, Outcome, Request, RequestId};
+use crate::disk::HardState;
+use crate::log::{Entry, Log, StableMark};
+use crate::machine::{Machine, Ready, Rejection, Status, Timing};
+use crate::progress::Progress;
+use crate::quorum::{majority, majority_index};
+use crate::store::Store;
+
+/// Most entries in one append: bounds message size while a follower catches up.
+const MAX_BATCH: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RaftMsg {
+    Append {
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        /// The leader's ReadIndex round when it sent this; echoed in the reply.
+        round: u64,
+    },
+    AppendReply {
+        term: u64,
+        success: bool,
+        /// On success the last index the append covered; on failure where to retry after.
+        index: u64,
+        round: u64,
+    },
+    Vote {
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    VoteReply {
+        term: u64,
+        granted: bool,
+    },
+    /// ReadIndex confirmation: "do you still follow me in `term`?" Carries no entries, so
+    /// it is answered without waiting for the disk.
+    ReadProbe {
+        term: u64,
+        round: u64,
+    },
+    ReadAck {
+        term: u64,
+        round: u64,
+        ok: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    id: RequestId,
+    key: String,
+    /// Serve once applied reaches this (the commit index when the read arrived).
+    index: u64,
+    /// Serve once a majority acknowledged an append of this round.
+    round: u64,
+}
+
+pub struct Raft {
+    id: NodeId,
+    peers: Vec<NodeId>,
+    bugs: Bugs,
+    timing: Timing,
+    rng: StdRng,
+    now: u64,
+
+    // Persistent (§5.1, Figure 2).
+    term: u64,
+    vote: Option<NodeId>,
+    log: Log,
+
+    // Volatile.
+    commit: u64,
+    applied: u64,
+    store: Store,
+    role: Role,
+    leader: Option<NodeId>,
+    leader_contact: u64,
+    election_deadline: u64,
+    heartbeat_due: u64,
+    votes: BTreeSet<NodeId>,
+    progress: BTreeMap<NodeId, Progress>,
+    /// Index of this leader's no-op: reads wait for it so the commit index is current.
+    term_start: u64,
+    round: u64,
+    round_wanted: bool,
+    reads: Vec<PendingRead>,
+    last_heard: BTreeMap<NodeId, u64>,
+
+    // Output, drained by `ready`.
+    hard_dirty: bool,
+    outbox: Vec<(NodeId, RaftMsg)>,
+    replies: Vec<(RequestId, Outcome)>,
+    rejected: Vec<(RequestId, Rejection)>,
+}
+
+impl Raft {
+    /// Rebuilds a node from what its data directory held.
+    pub fn restore(
+        id: NodeId,
+        peers: Vec<NodeId>,
+        bugs: Bugs,
+        timing: Timing,
+        seed: u64,
+        hard: HardState,
+        entries: Vec<Entry>,
+    ) -> Self {
+        // Bug::ForgetVote: the term and vote on disk are ignored, as if never written.
+        let hard = if bugs.has(Bug::ForgetVote) {
+            HardState::default()
+        } else {
+            hard
+        };
+        let mut raft = Raft {
+            id,
+            peers,
+            bugs,
+            timing,
+            rng: StdRng::seed_from_u64(seed),
+            now: 0,
+            term: hard.term,
+            vote: hard.vote,
+            log: Log::restore(entries),
+            commit: 0,
+            applied: 0,
+            store: Store::default(),
+            role: Role::Follower,
+            leader: None,
+            leader_contact: 0,
+            election_deadline: 0,
+            heartbeat_due: 0,
+            votes: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            term_start: 0,
+            round: 0,
+            round_wanted: false,
+            reads: Vec::new(),
+            last_heard: BTreeMap::new(),
+            hard_dirty: false,
+            outbox: Vec::new(),
+            replies: Vec::new(),
+            rejected: Vec::new(),
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    fn cluster_size(&self) -> usize {
+        self.peers.len() + 1
+    }
+
+    fn reset_election_timer(&mut self) {
+        let t = self
+            .rng
+            .random_range(self.timing.election_min..=self.timing.election_max);
+        self.election_deadline = self.now + t;
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.hard_dirty = true;
+        }
+        if self.role == Role::Leader {
+            for read in self.reads.drain(..) {
+                self.rejected.push((read.id, Rejection::LeadershipLost));
+            }
+            self.progress.clear();
+        }
+        self.role = Role::Follower;
+        if leader.is_some() {
+            self.leader_contact = self.now;
+        }
+        self.leader = leader;
+        self.votes.clear();
+        self.reset_election_timer();
+    }
+
+    fn campaign(&mut self) {
+        self.role = Role::Candidate;
+        self.term += 1;
+        self.vote = Some(self.id.clone());
+        self.hard_dirty = true;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.id.clone()]);
+        self.reset_election_timer();
+        tracing::info!(node = %self.id, term = self.term, "campaigning");
+        if self.votes.len() >= majority(self.cluster_size()) {
+            self.become_leader();
+            return;
+        }
+        for peer in self.peers.clone() {
+            self.outbox.push((
+                peer,
+                RaftMsg::Vote {
+                    term: self.term,
+                    last_index: self.log.last_index(),
+                    last_term: self.log.last_term(),
+                },
+            ));
+        }
+    }
+
+    fn become_leader(&mut self) {
+        tracing::info!(node = %self.id, term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id.clone());
+        let next = self.log.last_index() + 1;
+        for peer in &self.peers {
+            self.progress.insert(peer.clone(), Progress::new(next));
+        }
+        // §5.4.2 / §8: a no-op of the new term lets earlier entries commit, and marks
+        // the point from which this leader's commit index is known to be current.
+        self.term_start = self.log.append(Entry {
+            term: self.term,
+            req: None,
+        });
+        self.heartbeat_due = self.now + self.timing.heartbeat;
+        self.maybe_commit();
+    }
+
+    /// A node that heard from a live leader (or, as leader, from a majority) within the
+    /// minimum election timeout.
+    fn leader_is_live(&self) -> bool {
+        match self.role {
+            Role::Leader => self.quorum_fresh(),
+            _ => {
+                self.leader.is_some()
+                    && self.now < self.leader_contact + self.timing.election_min
+            }
+        }
+    }
+
+    fn quorum_fresh(&self) -> bool {
+        let fresh = self
+            .peers
+            .iter()
+            .filter(|p| self.heard_recently(p, self.timing.election_min))
+            .count();
+        fresh + 1 >= majority(self.cluster_size())
+    }
+
+    fn heard_recently(&self, peer: &str, within: u64) -> bool {
+        self.last_heard
+            .get(peer)
+            .is_some_and(|&t| self.now < t + within)
+    }
+
+    fn on_append(
+        &mut self,
+        from: &str,
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        round: u64,
+    ) -> RaftMsg {
+        let reject = |raft: &Raft| RaftMsg::AppendReply {
+            term: raft.term,
+            success: false,
+            index: raft.log.last_index(),
+            round,
+        };
+        if self.bugs.has(Bug::NoFencing) {
+            // Bug::NoFencing: terms in appends are ignored — a leader never yields to
+            // one, and a follower takes entries from a leader of an older term.
+            if self.role == Role::Leader {
+                return reject(self);
+            }
+        } else if term < self.term {
+            return reject(self);
+        }
+        if term > self.term || self.role != Role::Follower {
+            self.become_follower(term, Some(from.to_string()));
+        }
+        self.leader = Some(from.to_string());
+        self.leader_contact = self.now;
+        self.reset_election_timer();
+        match self.log.accept(prev_index, prev_term, entries) {
+            Ok(last) => {
+                let commit = commit.min(last);
+                if commit > self.commit {
+                    self.commit = commit;
+                    self.apply();
+                }
+                RaftMsg::AppendReply {
+                    term: self.term,
+                    success: true,
+                    index: last,
+                    round,
+                }
+            }
+            Err(m) => RaftMsg::AppendReply {
+                term: self.term,
+                success: false,
+                index: m.hint,
+                round,
+            },
+        }
+    }
+
+    fn on_vote(&mut self, from: &str, term: u64, last_index: u64, last_term: u64) -> RaftMsg {
+        if term > self.term && self.leader_is_live() {
+            return RaftMsg::VoteReply {
+                term: self.term,
+                granted: false,
+            };
+        }
+        if term > self.term {
+            self.become_follower(term, None);
+        }
+        let granted = term == self.term
+            && self.vote.as_deref().is_none_or(|v| v == from)
+            && self.log.is_behind_or_equal(last_index, last_term);
+        if granted {
+            self.vote = Some(from.to_string());
+            self.hard_dirty = true;
+            self.reset_election_timer();
+        }
+        RaftMsg::VoteReply {
+            term: self.term,
+            granted,
+        }
+    }
+
+    fn on_append_reply(&mut self, from: &str, term: u64, success: bool, index: u64, round: u64) {
+        if term > self.term {
+            // Bug::NoFencing: a deposed leader ignores the newer term and keeps leading.
+            if !self.bugs.has(Bug::NoFencing) {
+                self.become_follower(term, None);
+                return;
+            }
+        } else if term < self.term {
+            return;
+        }
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(p) = self.progress.get_mut(from) else {
+            return;
+        };
+        p.acked_round = p.acked_round.max(round);
+        p.on_reply(success, index);
+        if success {
+            self.maybe_commit();
+        }
+    }
+
+    fn on_vote_reply(&mut self, from: &str, term: u64, granted: bool) {
+        if term > self.term {
+            self.become_follower(term, None);
+            return;
+        }
+        if self.role == Role::Candidate && term == self.term && granted {
+            self.votes.insert(from.to_string());
+            if self.votes.len() >= majority(self.cluster_size()) {
+                self.become_leader();
+            }
+        }
+    }
+
+    fn on_read_probe(&mut self, from: &str, term: u64, round: u64) -> RaftMsg {
+        if term < self.term {
+            return RaftMsg::ReadAck {
+                term: self.term,
+                round,
+                ok: false,
+            };
+        }
+        if term > self.term || self.role != Role::Follower {
+            self.become_follower(term, Some(from.to_string()));
+        }
+        self.leader = Some(from.to_string());
+        self.leader_contact = self.now;
+        self.reset_election_timer();
+        RaftMsg::ReadAck {
+            term,
+            round,
+            ok: true,
+        }
+    }
+
+    fn on_read_ack(&mut self, from: &str, term: u64, round: u64, ok: bool) {
+        if term > self.term {
+            self.become_follower(term, None);
+            return;
+        }
+        if ok && term == self.term && self.role == Role::Leader {
+            if let Some(p) = self.progress.get_mut(from) {
+                p.acked_round = p.acked_round.max(round);
+            }
+        }
+    }
+
+    fn maybe_commit(&mut self) {
+        let mut matched = vec![self.log.stable()];
+        matched.extend(self.progress.values().map(|p| p.matched));
+        let n = majority_index(&matched);
+        if n > self.commit && self.log.term(n) == Some(self.term) {
+            self.commit = n;
+            self.apply();
+        }
+    }
+
+    fn apply(&mut self) {
+        while self.applied < self.commit {
+            self.apply_next();
+        }
+    }
+
+    fn apply_next(&mut self) {
+        self.applied += 1;
+        let Some(Entry { req: Some(req), .. }) = self.log.entry(self.applied) else {
+            return;
+        };
+        let outcome = self.store.apply(&req.cmd);
+        if req.id.node == self.id {
+            self.replies.push((req.id.clone(), outcome));
+        }
+    }
+
+    fn send_append(&mut self, peer: &str, heartbeat: bool) {
+        let Some(p) = self.progress.get(peer) else {
+            return;
+        };
+        if !p.can_send(self.now) {
+            return;
+        }
+        let has_entries = p.next <= self.log.last_index();
+        if !(has_entries || heartbeat) {
+            return;
+        }
+        let prev_index = p.next - 1;
+        let msg = RaftMsg::Append {
+            term: self.term,
+            prev_index,
+            prev_term: self.log.term(prev_index).unwrap_or(0),
+            entries: self.log.slice(p.next, MAX_BATCH),
+            commit: self.commit,
+            round: self.round,
+        };
+        let p = self.progress.get_mut(peer).unwrap();
+        p.inflight_since = Some(self.now);
+        p.sent_round = self.round;
+        self.outbox.push((peer.to_string(), msg));
+    }
+
+    fn serve_reads(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let need = majority(self.cluster_size());
+        let mut i = 0;
+        while i < self.reads.len() {
+            let r = &self.reads[i];
+            let acks = 1 + self
+                .progress
+                .values()
+                .filter(|p| p.acked_round >= r.round)
+                .count();
+            if acks >= need && self.applied >= r.index {
+                let r = self.reads.swap_remove(i);
+                let value = self.store.get(&r.key);
+                self.replies.push((r.id, Outcome::Value(value)));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl Machine for Raft {
+    type Msg = RaftMsg;
+
+    fn kind(msg: &RaftMsg) -> &'static str {
+        match msg {
+            RaftMsg::Append { .. } => "append",
+            RaftMsg::AppendReply { .. } => "append_reply",
+            RaftMsg::Vote { .. } => "vote",
+            RaftMsg::VoteReply { .. } => "vote_reply",
+            RaftMsg::ReadProbe { .. } => "read_probe",
+            RaftMsg::ReadAck { .. } => "read_ack",
+        }
+    }
+
+    fn needs_durability(msg: &RaftMsg) -> bool {
+        // A leader's appends may precede its own fsync (it counts itself only up to
+        // `Log::stable`); acknowledgements and votes must not precede ours.
+        !matches!(
+            msg,
+            RaftMsg::Append { .. } | RaftMsg::ReadProbe { .. } | RaftMsg::ReadAck { .. }
+        )
+    }
+
+    fn persisted(&mut self, mark: StableMark) {
+        self.log.persisted(mark);
+    }
+
+    fn tick(&mut self) {
+        self.now += 1;
+        match self.role {
+            Role::Leader => {
+                for p in self.progress.values_mut() {
+                    p.expire(self.now, self.timing.election_max);
+                }
+                if self.now >= self.heartbeat_due {
+                    self.heartbeat_due = self.now + self.timing.heartbeat;
+                    for peer in self.peers.clone() {
+                        self.send_append(&peer, true);
+                    }
+                }
+            }
+            Role::Follower | Role::Candidate => {
+                if self.now >= self.election_deadline {
+                    self.campaign();
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, from: &str, msg: RaftMsg) -> Option<RaftMsg> {
+        if !self.peers.iter().any(|p| p == from) {
+            return None;
+        }
+        self.last_heard.insert(from.to_string(), self.now);
+        match msg {
+            RaftMsg::Append {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                round,
+            } => Some(self.on_append(from, term, prev_index, prev_term, entries, commit, round)),
+            RaftMsg::Vote {
+                term,
+                last_index,
+                last_term,
+            } => Some(self.on_vote(from, term, last_index, last_term)),
+            RaftMsg::AppendReply {
+                term,
+                success,
+                index,
+                round,
+            } => {
+                self.on_append_reply(from, term, success, index, round);
+                None
+            }
+            RaftMsg::VoteReply { term, granted } => {
+                self.on_vote_reply(from, term, granted);
+                None
+            }
+            RaftMsg::ReadProbe { term, round } => Some(self.on_read_probe(from, term, round)),
+            RaftMsg::ReadAck { term, round, ok } => {
+                self.on_read_ack(from, term, round, ok);
+                None
+            }
+        }
+    }
+
+    fn unreachable(&mut self, peer: &str) {
+        let retry = self.now + self.timing.heartbeat;
+        if let Some(p) = self.progress.get_mut(peer) {
+            p.on_unreachable(retry);
+        }
+    }
+
+    fn client(&mut self, req: Request) -> Result<(), Rejection> {
+        if self.role != Role::Leader {
+            return Err(Rejection::NotLeader {
+                leader: self.leader.clone(),
+            });
+        }
+        if let Op::Get { key } = &req.cmd.op {
+            // Bug::StaleRead: answer from local state with no leadership check.
+            if self.bugs.has(Bug::StaleRead) {
+                let value = self.store.get(key);
+                self.replies.push((req.id, Outcome::Value(value)));
+                return Ok(());
+            }
+            if !self.quorum_fresh() {
+                return Err(Rejection::NoQuorum);
+            }
+            self.reads.push(PendingRead {
+                id: req.id,
+                key: key.clone(),
+                index: self.commit.max(self.term_start),
+                round: self.round + 1,
+            });
+            self.round_wanted = true;
+            return Ok(());
+        }
+        if !self.quorum_fresh() {
+            return Err(Rejection::NoQuorum);
+        }
+        self.log.append(Entry {
+            term: self.term,
+            req: Some(req),
+        });
+        // Bug::AckBeforeCommit: apply (and so answer) as soon as it is in our own log.
+        if self.bugs.has(Bug::AckBeforeCommit) {
+            while self.applied < self.log.last_index() {
+                self.apply_next();
+            }
+        }
+        Ok(())
+    }
+
+    fn ready(&mut self) -> Ready<RaftMsg> {
+        if self.role == Role::Leader {
+            if self.round_wanted {
+                self.round += 1;
+                self.round_wanted = false;
+                for peer in self.peers.clone() {
+                    let backoff = self.progress.get(&peer).is_some_and(|p| self.now < p.retry_after);
+                    if !backoff {
+                        let probe = RaftMsg::ReadProbe {
+                            term: self.term,
+                            round: self.round,
+                        };
+                        self.outbox.push((peer, probe));
+                    }
+                }
+            }
+            for peer in self.peers.clone() {
+                self.send_append(&peer, false);
+            }
+            self.maybe_commit();
+            self.serve_reads();
+        }
+        let hard_state = std::mem::take(&mut self.hard_dirty).then(|| HardState {
+            term: self.term,
+            vote: self.vote.clone(),
+        });
+        let log_from = self.log.take_unstable();
+        let entries = log_from.map_or_else(Vec::new, |from| self.log.slice(from, usize::MAX));
+        Ready {
+            hard_state,
+            log_from,
+            entries,
+            mark: log_from.map(|_| self.log.mark()),
+            messages: std::mem::take(&mut self.outbox),
+            replies: std::mem::take(&mut self.replies),
+            rejected: std::mem::take(&mut self.rejected),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            role: match self.role {
+                Role::Follower => "follower",
+                Role::Candidate => "candidate",
+                Role::Leader => "leader",
+            },
+            term: self.term,
+            leader: self.leader.clone(),
+            commit_index: self.commit,
+            applied_index: self.applied,
+            last_index: self.log.last_index(),
+            reachable_peers: self
+                .peers
+                .iter()
+                .filter(|p| self.heard_recently(p, self.timing.election_max))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, Value};
+    use crate::sim::{ids, Net};
+
+    const TIMING: Timing = Timing {
+        heartbeat: 2,
+        election_min: 10,
+        election_max: 20,
+    };
+
+    fn node(id: &str, n: usize, bugs: Bugs, hard: HardState, log: Vec<Entry>, seed: u64) -> Raft {
+        let peers = ids(n).into_iter().filter(|p| p != id).collect();
+        Raft::restore(id.into(), peers, bugs, TIMING, seed, hard, log)
+    }
+
+    fn cluster(n: usize) -> Net<Raft> {
+        Net::new(ids(n).into_iter().enumerate().map(|(k, id)| {
+            let r = node(&id, n, Bugs::default(), HardState::default(), vec![], k as u64);
+            (id, r)
+        }))
+    }
+
+    fn put(node: &str, n: u64, v: i64) -> Request {
+        Request {
+            id: RequestId { node: node.into(), n },
+            cmd: Command {
+                op: Op::Put {
+                    key: "k".into(),
+                    value: Value::Int(v),
+                },
+                client: None,
+                seq: None,
+            },
+        }
+    }
+
+    fn read(node: &str, n: u64) -> Request {
+        Request {
+            id: RequestId { node: node.into(), n },
+            cmd: Command {
+                op: Op::Get { key: "k".into() },
+                client: None,
+                seq: None,
+            },
+        }
+    }
+
+    #[test]
+    fn elects_one_leader_and_commits_on_majority() {
+        let mut net = cluster(3);
+        net.run(50);
+        let leaders = net.leaders();
+        assert_eq!(leaders.len(), 1, "{leaders:?}");
+        let l = leaders[0].clone();
+        net.node(&l).client(put(&l, 1, 7)).unwrap();
+        net.run(3);
+        assert_eq!(net.answered(1), Some(&Outcome::Written));
+        for r in net.nodes.values() {
+            assert_eq!(r.store.get("k"), Some(Value::Int(7)));
+        }
+    }
+
+    #[test]
+    fn isolated_leader_cannot_commit_and_majority_moves_on() {
+        let mut net = cluster(3);
+        net.run(50);
+        let old = net.leaders()[0].clone();
+        net.isolate(&old);
+        net.node(&old).client(put(&old, 1, 1)).unwrap();
+        net.run(60);
+        assert!(net.replies.is_empty(), "isolated leader answered a write");
+        let others: Vec<_> = net.leaders().into_iter().filter(|l| *l != old).collect();
+        assert_eq!(others.len(), 1);
+        let new = others[0].clone();
+        net.node(&new).client(put(&new, 2, 2)).unwrap();
+        net.run(5);
+        net.heal();
+        net.run(30);
+        // The old leader's uncommitted write was overwritten, never applied.
+        for r in net.nodes.values() {
+            assert_eq!(r.store.get("k"), Some(Value::Int(2)), "{}", r.id);
+        }
+        assert!(!net.replies.iter().any(|(_, id, _)| id.n == 1));
+    }
+
+    #[test]
+    fn vote_needs_an_up_to_date_log() {
+        let e = |t| Entry { term: t, req: None };
+        let mut voter = node("n1", 3, Bugs::default(), HardState { term: 3, vote: None }, vec![e(1), e(3)], 1);
+        // Shorter log with the same last term: refused.
+        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 1, last_term: 3 });
+        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
+        // Older last term, longer log: refused.
+        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 9, last_term: 2 });
+        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
+        let r = voter.step("n3", RaftMsg::Vote { term: 4, last_index: 2, last_term: 3 });
+        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: true }));
+        // One vote per term.
+        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 5, last_term: 3 });
+        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
+    }
+
+    #[test]
+    fn leader_does_not_commit_an_old_term_entry_by_counting() {
+        // Figure 8: a leader of term 3 holding an entry of term 2 replicated to a
+        // majority must not commit it until an entry of term 3 is also there.
+        let e = |t| Entry { term: t, req: None };
+        let mut l = node("n1", 3, Bugs::default(), HardState { term: 2, vote: None }, vec![e(1), e(2)], 1);
+        l.campaign();
+        l.step("n2", RaftMsg::VoteReply { term: 3, granted: true });
+        assert_eq!(l.role, Role::Leader);
+        l.progress.get_mut("n2").unwrap().matched = 2;
+        l.maybe_commit();
+        assert_eq!(l.commit, 0);
+        l.progress.get_mut("n2").unwrap().matched = 3;
+        l.maybe_commit();
+        assert_eq!(l.commit, 3);
+    }
+
+    #[test]
+    fn read_waits_for_a_majority_round() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let follower = net.nodes.keys().find(|k| **k != l).unwrap().clone();
+        let other = net.nodes.keys().find(|k| **k != l && **k != follower).unwrap().clone();
+        net.isolate(&follower);
+        net.isolate(&other);
+        net.node(&l).client(read(&l, 9)).unwrap();
+        net.settle();
+        assert!(net.replies.is_empty(), "read served without confirmation");
+        net.heal();
+        net.run(5);
+        assert!(net.replies.iter().any(|(_, id, o)| id.n == 9 && *o == Outcome::Value(None)));
+    }
+
+    #[test]
+    fn stale_read_bug_serves_without_confirmation() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let raft = net.node(&l);
+        raft.bugs = Bugs::new([Bug::StaleRead]);
+        net.isolate(&l);
+        net.node(&l).client(read(&l, 9)).unwrap();
+        net.settle();
+        assert!(net.replies.iter().any(|(_, id, _)| id.n == 9));
+    }
+
+    #[test]
+    fn forget_vote_bug_votes_twice_in_a_term_across_restart() {
+        let vote_in_term_5 = |bugs: Bugs| {
+            let mut v = node("n1", 3, bugs.clone(), HardState::default(), vec![], 1);
+            let first = v.step("n2", RaftMsg::Vote { term: 5, last_index: 0, last_term: 0 });
+            assert_eq!(first, Some(RaftMsg::VoteReply { term: 5, granted: true }));
+            let saved = v.ready().hard_state.expect("vote must be persisted");
+            // Restart from what was saved, then a rival asks in the same term.
+            let mut v = node("n1", 3, bugs, saved, vec![], 2);
+            v.step("n3", RaftMsg::Vote { term: 5, last_index: 0, last_term: 0 })
+        };
+        assert_eq!(
+            vote_in_term_5(Bugs::default()),
+            Some(RaftMsg::VoteReply { term: 5, granted: false })
+        );
+        assert_eq!(
+            vote_in_term_5(Bugs::new([Bug::ForgetVote])),
+            Some(RaftMsg::VoteReply { term: 5, granted: true })
+        );
+    }
+}

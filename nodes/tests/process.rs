@@ -1,0 +1,74 @@
+//! Real node processes: `kill -9` of the leader, failover, and restart from the data
+//! directory; and the command line's answers to bad flags.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WITHIN: Duration = Duration::from_secs(8);
+
+async fn kill9_leader_then_restart(name: &str, mode: &'static str) {
+    let mut p = Processes::start(name, 3, mode);
+    let addrs = p.addrs.clone();
+    put_until_ok(&addrs, "a", json!(1), WITHIN).await;
+    let old = p.leader().await;
+    p.kill9(old);
+    let survivors: Vec<String> = (0..3).filter(|&i| i != old).map(|i| addrs[i].clone()).collect();
+    put_until_ok(&survivors, "a", json!(2), WITHIN).await;
+    let new = p.leader().await;
+    assert_ne!(new, old);
+    p.spawn(old);
+    assert_eq!(get_until_ok(&addrs[old], "a", WITHIN).await, json!(2));
+    // Its own log survived: its applied index catches up to the leader's commit.
+    let target = status(&addrs[new]).await["commit_index"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + WITHIN;
+    while status(&addrs[old]).await["applied_index"].as_u64().unwrap() < target {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_kill9_leader_failover_and_restart() {
+    kill9_leader_then_restart("pk9", "passive").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_kill9_primary_failover_and_restart() {
+    kill9_leader_then_restart("ak9", "active").await;
+}
+
+fn node(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline-replica"))
+        .args(args)
+        .env_remove("FAULTLINE_BUGS")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_clear_line() {
+    let dir = temp_dir("flags");
+    let d = dir.to_str().unwrap();
+    let (code, err) = node(&["--id", "n1", "--data-dir", d, "--bug", "bogus"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    let (code, err) = node(&["--id", "n1", "--data-dir", d, "--peers", "n2:7002"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--peers"), "{err}");
+    let (code, err) = node(&["--id", "n1", "--data-dir", d, "--mode", "active", "--bug", "stale-read"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("stale-read") && err.contains("passive"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = node(&["--id", "n1", "--data-dir", d, "--listen", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
