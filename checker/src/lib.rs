@@ -125,8 +125,7 @@ pub fn check_file(
     let (history, format) = formats::load(path, format)?;
     let parse_seconds = parse_start.elapsed().as_secs_f64();
     let model = model.unwrap_or_else(|| ModelKind::for_history(&history));
-    let mut report =
-        check_history(&history, model, opts).map_err(|p| Error::history(path, p))?;
+    let mut report = check_history(&history, model, opts).map_err(|p| Error::history(path, p))?;
     report.file = path.display().to_string();
     report.format = Some(format);
     report.parse_seconds = parse_seconds;
@@ -140,7 +139,10 @@ pub fn check_history(
     model: ModelKind,
     opts: &CheckOptions,
 ) -> Result<CheckReport, String> {
-    let initial = history.register_initial.clone().unwrap_or(history::Value::Nil);
+    let initial = history
+        .register_initial
+        .clone()
+        .unwrap_or(history::Value::Nil);
     let single_object = matches!(model, ModelKind::Register | ModelKind::CasRegister);
     if single_object && history.keys.len() > 1 {
         return Err(format!(

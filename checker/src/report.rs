@@ -265,7 +265,11 @@ fn timeline(
     blocking: &OpView,
 ) -> Vec<OpView> {
     if part.ids.len() <= FULL_TIMELINE {
-        return part.ids.iter().map(|&i| OpView::new(history, i as usize)).collect();
+        return part
+            .ids
+            .iter()
+            .map(|&i| OpView::new(history, i as usize))
+            .collect();
     }
     let from = linearization
         .iter()
@@ -343,7 +347,10 @@ impl CheckReport {
             if skip == 0 {
                 let _ = writeln!(out, "          {:<40} {}", "(initial)", part.initial_state);
             } else {
-                let _ = writeln!(out, "          ... {skip} earlier steps (see --json or --html)");
+                let _ = writeln!(
+                    out,
+                    "          ... {skip} earlier steps (see --json or --html)"
+                );
             }
             for (i, step) in part.linearization.iter().enumerate().skip(skip) {
                 let _ = writeln!(

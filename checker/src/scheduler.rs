@@ -7,9 +7,9 @@
 //! first invalid part cancels the rest promptly. The deadline and the memo budget are
 //! checked inside each search's loop.
 
+use crate::history::Op;
 use crate::model::Model;
 use crate::search::{GiveUp, Limits, Progress, Search, SearchOutcome};
-use crate::history::Op;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -78,7 +78,11 @@ pub fn check_parts<'a, M: Model>(
             Progress::Finished(outcome) => {
                 if std::env::var_os("FAULTLINE_DEBUG").is_some() {
                     let (steps, nodes) = search.stats();
-                    eprintln!("part {} ops {} steps {steps} memo {nodes}", task.part, parts[task.part].len());
+                    eprintln!(
+                        "part {} ops {} steps {steps} memo {nodes}",
+                        task.part,
+                        parts[task.part].len()
+                    );
                 }
                 if fail_fast && matches!(outcome, SearchOutcome::NotLinearizable(_)) {
                     cancel.store(true, Ordering::Relaxed);

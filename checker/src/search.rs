@@ -90,7 +90,10 @@ pub enum SearchOutcome {
     Linearizable,
     NotLinearizable(Counterexample),
     /// No answer; `deepest` ops were linearized at the furthest point reached.
-    GaveUp { reason: GiveUp, deepest: usize },
+    GaveUp {
+        reason: GiveUp,
+        deepest: usize,
+    },
 }
 
 /// Result of running a slice of the search.
@@ -186,7 +189,7 @@ struct Memo<S> {
 impl<S: Eq + Clone> Memo<S> {
     fn new(def_words: usize, info_words: usize) -> Self {
         Memo {
-            table: HashTable::new(),
+            table: HashTable::with_capacity(1024),
             hashes: Vec::new(),
             def_bits: Vec::new(),
             states: Vec::new(),
@@ -347,7 +350,9 @@ impl<'a, M: Model> Search<'a, M> {
         for op in &ops {
             if op.is_definite() {
                 bit.push(definite);
-                zobrist.push(mix64(u64::from(definite).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5151));
+                zobrist.push(mix64(
+                    u64::from(definite).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5151,
+                ));
                 definite += 1;
             } else {
                 bit.push(info);
@@ -401,7 +406,7 @@ impl<'a, M: Model> Search<'a, M> {
                 return Progress::Finished(SearchOutcome::Linearizable);
             }
             steps += 1;
-            if steps % 1024 == 0 {
+            if steps.is_multiple_of(1024) {
                 self.steps += 1024;
                 if let Some(reason) = limits.exceeded() {
                     return self.give_up(reason, limits);
@@ -417,12 +422,14 @@ impl<'a, M: Model> Search<'a, M> {
                 Cursor::Reads(e) if !self.read_only[self.entry_op[e as usize] as usize] => {
                     Cursor::Reads(self.next[e as usize])
                 }
-                Cursor::Reads(e) => match self.try_linearize(e, Choice::Forced, limits.memo_bytes) {
-                    Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
-                    Attempt::Illegal => Cursor::Reads(self.next[e as usize]),
-                    // The node after this read was a dead end, so this node is one too.
-                    Attempt::Seen => Cursor::Backtrack,
-                },
+                Cursor::Reads(e) => {
+                    match self.try_linearize(e, Choice::Forced, limits.memo_bytes) {
+                        Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                        Attempt::Illegal => Cursor::Reads(self.next[e as usize]),
+                        // The node after this read was a dead end, so this node is one too.
+                        Attempt::Seen => Cursor::Backtrack,
+                    }
+                }
                 Cursor::Main(e) if self.entry_is_return[e as usize] => Cursor::Info {
                     entry: self.next[INFO_HEAD as usize],
                     bound: e,
@@ -507,7 +514,11 @@ impl<'a, M: Model> Search<'a, M> {
             Step::Next(s) => s,
         };
         let (definite, bit, zobrist) = (self.ops[op].is_definite(), self.bit[op], self.zobrist[op]);
-        let sets = (&mut self.definite_set, &mut self.info_set, &mut self.definite_hash);
+        let sets = (
+            &mut self.definite_set,
+            &mut self.info_set,
+            &mut self.definite_hash,
+        );
         flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
         let hash = *sets.2 ^ mix64(self.model.hash(next_state));
         if !self

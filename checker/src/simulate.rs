@@ -119,8 +119,9 @@ impl Simulation {
         let mut rng = Rng::new(self.seed);
         let mut ops: Vec<SimOp> = Vec::with_capacity(self.ops);
         // (next free time, slot); a slot is a client, whose process id changes after info.
-        let mut free: BinaryHeap<Reverse<(u64, usize)>> =
-            (0..self.processes).map(|s| Reverse((rng.below(10), s))).collect();
+        let mut free: BinaryHeap<Reverse<(u64, usize)>> = (0..self.processes)
+            .map(|s| Reverse((rng.below(10), s)))
+            .collect();
         let mut process_of: Vec<u64> = (0..self.processes as u64).collect();
         let mut next_process = self.processes as u64;
         let mut append_seq = 0u64;
@@ -209,7 +210,7 @@ impl Simulation {
                     ok(J::from(*v))
                 }
                 SimAction::Cas(from, to) => {
-                    if *reg == J::from(*from) {
+                    if reg.as_i64() == Some(*from) {
                         if applied {
                             *reg = J::from(*to);
                         }
@@ -256,12 +257,19 @@ impl Simulation {
                 time,
                 extra: Default::default(),
             };
-            timed.push((op.call, 0, i, event(EventType::Invoke, invoke_value.clone(), op.call)));
+            timed.push((
+                op.call,
+                0,
+                i,
+                event(EventType::Invoke, invoke_value.clone(), op.call),
+            ));
             let (kind, value) = op.result.clone().expect("applied");
             match op.ending {
                 Ending::Ok => timed.push((op.ret, 1, i, event(kind, value, op.ret))),
                 Ending::Info(_) => {
-                    let value = if kind == EventType::Ok && matches!(op.action, SimAction::Read | SimAction::Get) {
+                    let value = if kind == EventType::Ok
+                        && matches!(op.action, SimAction::Read | SimAction::Get)
+                    {
                         J::Null
                     } else {
                         invoke_value

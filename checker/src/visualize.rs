@@ -43,7 +43,9 @@ tr.breaks td { background: #ffebee; font-weight: bold; }
 /// Renders reports as one page.
 pub fn page(reports: &[CheckReport]) -> String {
     let mut out = String::new();
-    let overall = reports.iter().fold(Verdict::Valid, |v, r| v.merge(r.verdict));
+    let overall = reports
+        .iter()
+        .fold(Verdict::Valid, |v, r| v.merge(r.verdict));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>faultline check: {}</title><style>{STYLE}</style></head><body>",
@@ -84,7 +86,11 @@ fn report_section(out: &mut String, r: &CheckReport) {
             .iter()
             .map(|p| esc(p.key.as_deref().unwrap_or("-")))
             .collect();
-        let _ = write!(out, "<p>Also not linearizable: keys {}</p>", rest.join(", "));
+        let _ = write!(
+            out,
+            "<p>Also not linearizable: keys {}</p>",
+            rest.join(", ")
+        );
     }
     if !r.unknown.is_empty() {
         out.push_str("<h3>Parts without an answer</h3><ul>");
@@ -179,7 +185,11 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
     if ops.is_empty() {
         return;
     }
-    let mut positions: Vec<u64> = ops.iter().flat_map(|o| [Some(o.call), o.ret]).flatten().collect();
+    let mut positions: Vec<u64> = ops
+        .iter()
+        .flat_map(|o| [Some(o.call), o.ret])
+        .flatten()
+        .collect();
     positions.sort_unstable();
     positions.dedup();
     let rank = |p: u64| positions.partition_point(|&x| x < p);

@@ -13,7 +13,11 @@ fn expected() -> Vec<(String, Verdict)> {
     let mut out = Vec::new();
     let valid_etcd = [2, 5, 7, 18];
     for n in 0..20 {
-        let v = if valid_etcd.contains(&n) { Verdict::Valid } else { Verdict::Invalid };
+        let v = if valid_etcd.contains(&n) {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
         out.push((format!("porcupine/etcd/etcd_{n:03}.log"), v));
     }
     for c in ["c01", "c10", "c50"] {
@@ -32,9 +36,17 @@ fn expected() -> Vec<(String, Verdict)> {
 #[test]
 fn the_expected_list_covers_every_history_file() {
     let mut on_disk = Vec::new();
-    for dir in ["porcupine/etcd", "porcupine/kv", "knossos/good", "knossos/bad"] {
+    for dir in [
+        "porcupine/etcd",
+        "porcupine/kv",
+        "knossos/good",
+        "knossos/bad",
+    ] {
         for entry in std::fs::read_dir(data_dir().join(dir)).unwrap() {
-            on_disk.push(format!("{dir}/{}", entry.unwrap().file_name().to_string_lossy()));
+            on_disk.push(format!(
+                "{dir}/{}",
+                entry.unwrap().file_name().to_string_lossy()
+            ));
         }
     }
     on_disk.sort();
@@ -69,13 +81,30 @@ fn every_reference_history_gets_its_readme_verdict() {
 #[test]
 fn formats_and_models_are_detected() {
     let cases = [
-        ("porcupine/etcd/etcd_000.log", Format::EtcdLog, ModelKind::CasRegister),
-        ("porcupine/kv/c01-ok.txt", Format::PorcupineKv, ModelKind::Kv),
-        ("knossos/good/memstress3-0.edn", Format::Edn, ModelKind::CasRegister),
-        ("knossos/bad/rethink-fail-minimal.edn", Format::Edn, ModelKind::CasRegister),
+        (
+            "porcupine/etcd/etcd_000.log",
+            Format::EtcdLog,
+            ModelKind::CasRegister,
+        ),
+        (
+            "porcupine/kv/c01-ok.txt",
+            Format::PorcupineKv,
+            ModelKind::Kv,
+        ),
+        (
+            "knossos/good/memstress3-0.edn",
+            Format::Edn,
+            ModelKind::CasRegister,
+        ),
+        (
+            "knossos/bad/rethink-fail-minimal.edn",
+            Format::Edn,
+            ModelKind::CasRegister,
+        ),
     ];
     for (file, format, model) in cases {
-        let report = check_file(&data_dir().join(file), None, None, &CheckOptions::default()).unwrap();
+        let report =
+            check_file(&data_dir().join(file), None, None, &CheckOptions::default()).unwrap();
         assert_eq!(report.format, Some(format), "{file}");
         assert_eq!(report.model, model, "{file}");
     }
@@ -105,7 +134,11 @@ fn every_invalid_key_is_reported_unless_fail_fast() {
 
 #[test]
 fn unpartitioned_kv_agrees_with_partitioned() {
-    for (file, verdict) in [("porcupine/kv/c10-ok.txt", Verdict::Valid), ("porcupine/kv/c10-bad.txt", Verdict::Invalid), ("porcupine/kv/c01-bad.txt", Verdict::Invalid)] {
+    for (file, verdict) in [
+        ("porcupine/kv/c10-ok.txt", Verdict::Valid),
+        ("porcupine/kv/c10-bad.txt", Verdict::Invalid),
+        ("porcupine/kv/c01-bad.txt", Verdict::Invalid),
+    ] {
         let opts = CheckOptions {
             partition: false,
             fail_fast: true,

@@ -165,26 +165,31 @@ impl Recorder {
         let pending: Arc<Mutex<Vec<Event>>> = Arc::new(Mutex::new(Vec::with_capacity(4096)));
         let thread = {
             let pending = pending.clone();
-            std::thread::Builder::new().name("history-writer".into()).spawn(move || {
-                let mut out = BufWriter::with_capacity(1 << 20, file);
-                let mut batch = Vec::with_capacity(4096);
-                let mut written = 0u64;
-                loop {
-                    // Every Recorder but ours gone: this drain is the last.
-                    let last = Arc::strong_count(&pending) == 1;
-                    std::mem::swap(&mut batch, &mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
-                    for event in batch.drain(..) {
-                        serde_json::to_writer(&mut out, &event)?;
-                        out.write_all(b"\n")?;
-                        written += 1;
+            std::thread::Builder::new()
+                .name("history-writer".into())
+                .spawn(move || {
+                    let mut out = BufWriter::with_capacity(1 << 20, file);
+                    let mut batch = Vec::with_capacity(4096);
+                    let mut written = 0u64;
+                    loop {
+                        // Every Recorder but ours gone: this drain is the last.
+                        let last = Arc::strong_count(&pending) == 1;
+                        std::mem::swap(
+                            &mut batch,
+                            &mut *pending.lock().unwrap_or_else(|e| e.into_inner()),
+                        );
+                        for event in batch.drain(..) {
+                            serde_json::to_writer(&mut out, &event)?;
+                            out.write_all(b"\n")?;
+                            written += 1;
+                        }
+                        out.flush()?;
+                        if last {
+                            return Ok(written);
+                        }
+                        std::thread::sleep(FLUSH_EVERY);
                     }
-                    out.flush()?;
-                    if last {
-                        return Ok(written);
-                    }
-                    std::thread::sleep(FLUSH_EVERY);
-                }
-            })?
+                })?
         };
         Ok((Recorder { pending, clock }, RecorderHandle { thread }))
     }
@@ -207,6 +212,8 @@ impl RecorderHandle {
     /// Waits for every recorder clone to be dropped and the file flushed; returns the
     /// number of events written.
     pub fn finish(self) -> std::io::Result<u64> {
-        self.thread.join().map_err(|_| std::io::Error::other("history writer panicked"))?
+        self.thread
+            .join()
+            .map_err(|_| std::io::Error::other("history writer panicked"))?
     }
 }

@@ -3,9 +3,10 @@
 //! `cargo bench -p nodes --bench cluster` starts three `faultline-replica` processes,
 //! then 32 concurrent clients run a 50/50 read/write mix over 100 keys for a fixed time
 //! and print ops/s, p50/p99/max latency, failures, and peer messages per client op
-//! (from the nodes' /metrics). Env: BENCH_SECS (default 5), BENCH_CLIENTS (32),
-//! BENCH_MODES (passive,active), BENCH_TARGET (spread: clients use every node; leader:
-//! clients use the passive leader only).
+//! (from the nodes' /metrics) and node CPU time per op. Env: BENCH_SECS (default 5),
+//! BENCH_CLIENTS (32), BENCH_MODES (passive,active), BENCH_TARGET (spread: clients use
+//! every node; leader: clients use the leader/primary only), BENCH_NODES (3),
+//! BENCH_WRITE_PCT (50).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,13 +41,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(mode: &str) -> Cluster {
+fn start(mode: &str, n: usize) -> Cluster {
     let dir = std::env::temp_dir().join(format!("faultline-bench-{}-{mode}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let addrs: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let mut children = Vec::new();
-    for i in 0..3 {
-        let peers: Vec<String> = (0..3)
+    for i in 0..n {
+        let peers: Vec<String> = (0..n)
             .filter(|&j| j != i)
             .map(|j| format!("n{}={}", j + 1, addrs[j]))
             .collect();
@@ -96,11 +99,30 @@ async fn messages_sent(client: &reqwest::Client, addrs: &[String]) -> u64 {
             .unwrap();
         total += text
             .lines()
-            .filter(|l| l.starts_with("faultline_peer_messages_total") && l.contains("direction=\"sent\""))
+            .filter(|l| {
+                l.starts_with("faultline_peer_messages_total") && l.contains("direction=\"sent\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum::<u64>();
     }
     total
+}
+
+/// CPU time (user + system) used so far by the node processes, in seconds.
+fn nodes_cpu_secs(cluster: &Cluster) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    cluster
+        .children
+        .iter()
+        .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+        .map(|stat| {
+            // Fields after the ")" that closes the command name; utime and stime are 14
+            // and 15 in proc(5) numbering.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
+        })
+        .sum()
 }
 
 struct Figures {
@@ -111,7 +133,7 @@ struct Figures {
     msgs: u64,
 }
 
-async fn run_load(addrs: Vec<String>, clients: usize, secs: u64) -> Figures {
+async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64) -> Figures {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .tcp_nodelay(true)
@@ -149,7 +171,7 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64) -> Figures {
                 let url = format!("http://{node}/kv/k{key}");
                 n += 1;
                 let t = Instant::now();
-                let resp = if x & 1 == 0 {
+                let resp = if (x >> 20) % 100 >= write_pct {
                     http.get(&url).send().await
                 } else {
                     http.put(&url)
@@ -195,16 +217,34 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64) -> Figures {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let clients: usize = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "passive,active".into());
     let target = std::env::var("BENCH_TARGET").unwrap_or_else(|_| "spread".into());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let nodes: usize = std::env::var("BENCH_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let write_pct: u64 = std::env::var("BENCH_WRITE_PCT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     println!(
-        "3-node loopback cluster, {clients} clients, 50/50 read/write over {KEYS} keys, {secs} s per mode, clients -> {target}"
+        "{nodes}-node loopback cluster, {clients} clients, {write_pct}% writes over {KEYS} keys, {secs} s per mode, clients -> {target}"
     );
     for mode in modes.split(',') {
-        let cluster = start(mode);
+        let cluster = start(mode, nodes);
+        let mut cpu_before = 0.0;
         let figures = rt.block_on(async {
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -220,17 +260,21 @@ fn main() {
             } else {
                 cluster.addrs.clone()
             };
-            run_load(addrs, clients, secs).await
+            cpu_before = nodes_cpu_secs(&cluster);
+            run_load(addrs, clients, secs, write_pct).await
         });
+        // Includes the 0.5 s warm-up, so slightly over-counts.
+        let cpu = nodes_cpu_secs(&cluster) - cpu_before;
         let h = &figures.hist;
         println!(
-            "{mode:>8}: {:>8.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  failed {}  peer msgs/op {:.2}",
+            "{mode:>8}: {:>8.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  failed {}  peer msgs/op {:.2}  node CPU {:.0} us/op",
             figures.ops as f64 / figures.secs,
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
             h.max() as f64 / 1000.0,
             figures.failed,
             figures.msgs as f64 / figures.ops.max(1) as f64,
+            cpu * 1e6 / figures.ops.max(1) as f64,
         );
         drop(cluster);
     }

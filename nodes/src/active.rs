@@ -42,7 +42,9 @@ const MAX_BATCH: usize = 1024;
 #[serde(tag = "type")]
 pub enum VrMsg {
     /// Client requests taken by the sender, multicast to every replica.
-    Request { reqs: Vec<Request> },
+    Request {
+        reqs: Vec<Request>,
+    },
     Prepare {
         view: u64,
         prev_index: u64,
@@ -56,7 +58,10 @@ pub enum VrMsg {
         /// On success the last op the prepare covered; on failure where to resume after.
         index: u64,
     },
-    StartViewChange { view: u64, commit: u64 },
+    StartViewChange {
+        view: u64,
+        commit: u64,
+    },
     /// A replica's log after `base` (the new primary's commit number), for view `view`.
     DoViewChange {
         view: u64,
@@ -332,23 +337,25 @@ impl Vr {
         let Some(p) = self.progress.get(peer) else {
             return;
         };
-        if !p.can_send(self.now) {
+        let has_entries = p.next <= self.log.last_index();
+        if !p.can_send(self.now, has_entries) {
             return;
         }
-        let has_entries = p.next <= self.log.last_index();
         if !(has_entries || heartbeat || p.commit_sent < self.commit) {
             return;
         }
         let prev_index = p.next - 1;
+        let entries = self.log.slice(p.next, MAX_BATCH);
+        let count = entries.len() as u64;
         let msg = VrMsg::Prepare {
             view: self.view,
             prev_index,
             prev_term: self.log.term(prev_index).unwrap_or(0),
-            entries: self.log.slice(p.next, MAX_BATCH),
+            entries,
             commit: self.commit,
         };
         let p = self.progress.get_mut(peer).unwrap();
-        p.inflight_since = Some(self.now);
+        p.on_send(self.now, count);
         p.commit_sent = self.commit;
         self.outbox.push((peer.to_string(), msg));
     }
@@ -540,7 +547,10 @@ impl Machine for Vr {
             }
             return;
         }
-        if self.phase == Phase::ViewChange && self.collecting.is_some() && self.now >= self.heartbeat_due {
+        if self.phase == Phase::ViewChange
+            && self.collecting.is_some()
+            && self.now >= self.heartbeat_due
+        {
             // Ask again whoever has not offered a log yet.
             self.heartbeat_due = self.now + self.timing.heartbeat;
             let missing: Vec<NodeId> = self
@@ -651,7 +661,7 @@ impl Machine for Vr {
                 self.send_prepare(&peer, false);
             }
         }
-        let hard_state = std::mem::take(&mut self.hard_dirty).then(|| HardState {
+        let hard_state = std::mem::take(&mut self.hard_dirty).then_some(HardState {
             term: self.view,
             vote: None,
         });
@@ -705,7 +715,15 @@ mod tests {
 
     fn replica(id: &str, n: usize, bugs: Bugs, seed: u64) -> Vr {
         let peers = ids(n).into_iter().filter(|p| p != id).collect();
-        Vr::restore(id.into(), peers, bugs, TIMING, seed, HardState::default(), vec![])
+        Vr::restore(
+            id.into(),
+            peers,
+            bugs,
+            TIMING,
+            seed,
+            HardState::default(),
+            vec![],
+        )
     }
 
     fn cluster(n: usize, bugs: Bugs) -> Net<Vr> {
@@ -717,7 +735,10 @@ mod tests {
 
     fn put(node: &str, n: u64, v: i64) -> Request {
         Request {
-            id: RequestId { node: node.into(), n },
+            id: RequestId {
+                node: node.into(),
+                n,
+            },
             cmd: Command {
                 op: Op::Put {
                     key: "k".into(),
@@ -736,7 +757,9 @@ mod tests {
         assert_eq!(net.leaders(), vec!["n1".to_string()]);
         // Requests reach different replicas; all end in one order everywhere.
         for (k, node) in ["n1", "n2", "n3", "n2"].iter().enumerate() {
-            net.node(node).client(put(node, k as u64, k as i64)).unwrap();
+            net.node(node)
+                .client(put(node, k as u64, k as i64))
+                .unwrap();
         }
         net.run(5);
         for k in 0..4 {

@@ -55,7 +55,11 @@ pub fn router<M: Machine>(node: Arc<Node<M>>) -> Router {
 }
 
 fn error(code: StatusCode, msg: impl Into<String>, definite: bool) -> Response {
-    (code, Json(json!({"error": msg.into(), "definite": definite}))).into_response()
+    (
+        code,
+        Json(json!({"error": msg.into(), "definite": definite})),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,26 +83,33 @@ struct CasBody {
     seq: Option<u64>,
 }
 
+/// A request refused before it reached the protocol: definitely not applied.
+struct BadRequest(StatusCode, String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, true)
+    }
+}
+
 /// Parses a JSON body, turning every way it can be wrong into a 4xx with a message.
 fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
-    let bytes = body.map_err(|r| error(r.status(), r.body_text(), true))?;
+) -> Result<T, BadRequest> {
+    let bytes = body.map_err(|r| BadRequest(r.status(), r.body_text()))?;
     // serde would also take a JSON array for a struct; only objects are meant.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object", true));
+        let msg = "body must be a JSON object".to_string();
+        return Err(BadRequest(StatusCode::BAD_REQUEST, msg));
     }
     serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"), true))
+        .map_err(|e| BadRequest(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
-fn check_key(key: &str) -> Result<(), Response> {
+fn check_key(key: &str) -> Result<(), BadRequest> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("key must be 1 to {MAX_KEY_LEN} bytes"),
-            true,
-        ));
+        let msg = format!("key must be 1 to {MAX_KEY_LEN} bytes");
+        return Err(BadRequest(StatusCode::BAD_REQUEST, msg));
     }
     Ok(())
 }
@@ -109,7 +120,7 @@ async fn get_kv<M: Machine>(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_key(&key) {
-        return r;
+        return r.into_response();
     }
     let cmd = Command {
         op: Op::Get { key },
@@ -126,11 +137,11 @@ async fn put_kv<M: Machine>(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = check_key(&key) {
-        return r;
+        return r.into_response();
     }
     let body: PutBody = match parse_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let cmd = Command {
         op: Op::Put {
@@ -150,11 +161,11 @@ async fn cas_kv<M: Machine>(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = check_key(&key) {
-        return r;
+        return r.into_response();
     }
     let body: CasBody = match parse_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let cmd = Command {
         op: Op::Cas {
@@ -194,7 +205,11 @@ impl<M: Machine> Node<M> {
             if self.transport.is_isolated(from) {
                 return (
                     "refused_isolated",
-                    error(StatusCode::SERVICE_UNAVAILABLE, format!("isolated from {from}"), true),
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("isolated from {from}"),
+                        true,
+                    ),
                 );
             }
         }
@@ -227,18 +242,20 @@ impl<M: Machine> Node<M> {
             Ok(Err(_)) => {
                 return (
                     "dropped",
-                    error(StatusCode::INTERNAL_SERVER_ERROR, "node stopped while waiting", false),
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "node stopped while waiting",
+                        false,
+                    ),
                 )
             }
             Ok(Ok(r)) => r,
         };
         match result {
             ClientResult::Done(outcome) => outcome_response(outcome),
-            ClientResult::Rejected(Rejection::NotLeader { leader: Some(leader) })
-                if forwarded_by.is_none() =>
-            {
-                self.forward(&leader, cmd).await
-            }
+            ClientResult::Rejected(Rejection::NotLeader {
+                leader: Some(leader),
+            }) if forwarded_by.is_none() => self.forward(&leader, cmd).await,
             ClientResult::Rejected(Rejection::NotLeader { leader }) => {
                 let addr = leader.as_deref().and_then(|l| self.transport.base_url(l));
                 let body = json!({
@@ -250,7 +267,10 @@ impl<M: Machine> Node<M> {
                     "leader": leader,
                     "leader_url": addr,
                 });
-                ("not_leader", (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+                (
+                    "not_leader",
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+                )
             }
             ClientResult::Rejected(Rejection::NoQuorum) => (
                 "no_quorum",
@@ -274,7 +294,10 @@ impl<M: Machine> Node<M> {
     /// Passes the request on to the leader and its answer back unchanged.
     async fn forward(&self, leader: &NodeId, cmd: Command) -> (&'static str, Response) {
         let Some(base) = self.transport.base_url(leader) else {
-            return ("not_leader", error(StatusCode::SERVICE_UNAVAILABLE, "leader unknown", true));
+            return (
+                "not_leader",
+                error(StatusCode::SERVICE_UNAVAILABLE, "leader unknown", true),
+            );
         };
         if self.transport.is_isolated(leader) {
             return (
@@ -336,7 +359,11 @@ impl<M: Machine> Node<M> {
         let status = resp.status();
         match resp.bytes().await {
             Ok(body) => (
-                if status.is_success() { "forwarded_ok" } else { "forwarded_error" },
+                if status.is_success() {
+                    "forwarded_ok"
+                } else {
+                    "forwarded_error"
+                },
                 (
                     StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -416,7 +443,14 @@ async fn metrics<M: Machine>(State(node): State<Arc<Node<M>>>) -> Response {
         .transport
         .metrics
         .render(&node.config.id, node.config.mode.name(), &s);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn peer_message<M: Machine>(
@@ -425,10 +459,14 @@ async fn peer_message<M: Machine>(
 ) -> Response {
     let env: Envelope<M::Msg> = match parse_body(body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !node.transport.is_peer(&env.from) {
-        return error(StatusCode::FORBIDDEN, format!("{} is not a peer", env.from), true);
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("{} is not a peer", env.from),
+            true,
+        );
     }
     if node.transport.is_isolated(&env.from) {
         return error(
@@ -456,7 +494,11 @@ async fn peer_message<M: Machine>(
             }
             Json(reply).into_response()
         }
-        _ => error(StatusCode::SERVICE_UNAVAILABLE, "message not processed in time", false),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "message not processed in time",
+            false,
+        ),
     }
 }
 
@@ -472,10 +514,14 @@ async fn isolate<M: Machine>(
 ) -> Response {
     let body: IsolateBody = match parse_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Some(p) = body.peers.iter().find(|p| !node.transport.is_peer(p)) {
-        return error(StatusCode::BAD_REQUEST, format!("{p} is not a peer of this node"), true);
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{p} is not a peer of this node"),
+            true,
+        );
     }
     node.transport.isolate(&body.peers);
     tracing::info!(isolated = ?node.transport.isolated(), "isolate");

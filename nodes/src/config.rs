@@ -46,7 +46,12 @@ pub struct NodeArgs {
     #[arg(long, env = "FAULTLINE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Switch on a named bug (repeatable; the env var takes a comma-separated list).
-    #[arg(long = "bug", env = "FAULTLINE_BUGS", value_enum, value_delimiter = ',')]
+    #[arg(
+        long = "bug",
+        env = "FAULTLINE_BUGS",
+        value_enum,
+        value_delimiter = ','
+    )]
     pub bugs: Vec<Bug>,
     /// Logical clock tick.
     #[arg(long, env = "FAULTLINE_TICK_MS", default_value_t = 10)]
@@ -92,7 +97,12 @@ impl Config {
             return Err(format!("--id: '{}' is not a usable node id", args.id));
         }
         let mut peers: Vec<(NodeId, String)> = Vec::new();
-        for item in args.peers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in args
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let Some((pid, addr)) = item.split_once('=') else {
                 return Err(format!("--peers: '{item}' is not ID=HOST:PORT"));
             };

@@ -154,10 +154,7 @@ mod tests {
             .unwrap();
         }
         // A crash in the middle of a write leaves half a line behind.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(dir.join(LOG))
-            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(dir.join(LOG)).unwrap();
         f.write_all(b"{\"term\":3,\"re").unwrap();
         drop(f);
         let (mut d, hard, entries) = Disk::open(&dir).unwrap();

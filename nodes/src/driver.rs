@@ -42,7 +42,10 @@ pub enum Event<M> {
         done: oneshot::Sender<ClientResult>,
     },
     /// The disk thread made writes up to `seq` durable.
-    Persisted { seq: u64, marks: Vec<StableMark> },
+    Persisted {
+        seq: u64,
+        marks: Vec<StableMark>,
+    },
     DiskFailed(String),
 }
 
@@ -204,7 +207,11 @@ impl<M: Machine> Driver<M> {
     }
 
     fn release_durable(&mut self) {
-        while self.gated.front().is_some_and(|(seq, _)| *seq <= self.durable) {
+        while self
+            .gated
+            .front()
+            .is_some_and(|(seq, _)| *seq <= self.durable)
+        {
             let (_, out) = self.gated.pop_front().unwrap();
             self.emit(out);
         }
@@ -232,11 +239,14 @@ impl<M: Machine> Driver<M> {
             let gate = M::needs_durability(&msg);
             self.output(gate, Output::Send(to, msg));
         }
+        // Client answers need no gate: a write is answered once committed, and commit
+        // counts only durable copies (followers' acknowledgements and our own stable
+        // index); a read changes nothing; a rejection promises nothing.
         for (id, outcome) in ready.replies {
-            self.output(true, Output::Answer(id, ClientResult::Done(outcome)));
+            self.output(false, Output::Answer(id, ClientResult::Done(outcome)));
         }
         for (id, rejection) in ready.rejected {
-            self.output(true, Output::Answer(id, ClientResult::Rejected(rejection)));
+            self.output(false, Output::Answer(id, ClientResult::Rejected(rejection)));
         }
     }
 

@@ -29,7 +29,12 @@ impl Metrics {
     }
 
     pub fn client(&self, op: &'static str, outcome: &'static str) {
-        *self.clients.lock().unwrap().entry((op, outcome)).or_default() += 1;
+        *self
+            .clients
+            .lock()
+            .unwrap()
+            .entry((op, outcome))
+            .or_default() += 1;
     }
 
     /// Total peer messages sent by this node (for benchmarks: messages per client op).
@@ -43,7 +48,9 @@ impl Metrics {
 
     pub fn render(&self, id: &str, mode: &str, status: &Status) -> String {
         let mut out = String::new();
-        out.push_str("# HELP faultline_peer_messages_total Peer protocol messages, replies included.\n");
+        out.push_str(
+            "# HELP faultline_peer_messages_total Peer protocol messages, replies included.\n",
+        );
         out.push_str("# TYPE faultline_peer_messages_total counter\n");
         for ((peer, kind, dir), n) in self.messages.lock().unwrap().iter() {
             let dir = match dir {
@@ -55,7 +62,9 @@ impl Metrics {
                 "faultline_peer_messages_total{{node=\"{id}\",peer=\"{peer}\",type=\"{kind}\",direction=\"{dir}\"}} {n}"
             );
         }
-        out.push_str("# HELP faultline_client_requests_total Client requests by operation and outcome.\n");
+        out.push_str(
+            "# HELP faultline_client_requests_total Client requests by operation and outcome.\n",
+        );
         out.push_str("# TYPE faultline_client_requests_total counter\n");
         for ((op, outcome), n) in self.clients.lock().unwrap().iter() {
             let _ = writeln!(
@@ -64,14 +73,34 @@ impl Metrics {
             );
         }
         let gauges = [
-            ("faultline_term", "Current term (passive) or view (active).", status.term),
-            ("faultline_commit_index", "Highest log index known committed.", status.commit_index),
-            ("faultline_applied_index", "Highest log index applied to the store.", status.applied_index),
-            ("faultline_last_index", "Last index in the local log.", status.last_index),
+            (
+                "faultline_term",
+                "Current term (passive) or view (active).",
+                status.term,
+            ),
+            (
+                "faultline_commit_index",
+                "Highest log index known committed.",
+                status.commit_index,
+            ),
+            (
+                "faultline_applied_index",
+                "Highest log index applied to the store.",
+                status.applied_index,
+            ),
+            (
+                "faultline_last_index",
+                "Last index in the local log.",
+                status.last_index,
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            let _ = writeln!(out, "{name}{{node=\"{id}\",mode=\"{mode}\",role=\"{}\"}} {v}", status.role);
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{id}\",mode=\"{mode}\",role=\"{}\"}} {v}",
+                status.role
+            );
         }
         out
     }

@@ -120,6 +120,9 @@ pub struct Raft {
     term_start: u64,
     round: u64,
     round_wanted: bool,
+    /// When the latest probe round went out; one round at a time, so reads arriving
+    /// meanwhile share the next one.
+    probe_sent_at: Option<u64>,
     reads: Vec<PendingRead>,
     last_heard: BTreeMap<NodeId, u64>,
 
@@ -170,6 +173,7 @@ impl Raft {
             term_start: 0,
             round: 0,
             round_wanted: false,
+            probe_sent_at: None,
             reads: Vec::new(),
             last_heard: BTreeMap::new(),
             hard_dirty: false,
@@ -261,10 +265,7 @@ impl Raft {
     fn leader_is_live(&self) -> bool {
         match self.role {
             Role::Leader => self.quorum_fresh(),
-            _ => {
-                self.leader.is_some()
-                    && self.now < self.leader_contact + self.timing.election_min
-            }
+            _ => self.leader.is_some() && self.now < self.leader_contact + self.timing.election_min,
         }
     }
 
@@ -283,6 +284,10 @@ impl Raft {
             .is_some_and(|&t| self.now < t + within)
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "AppendEntries' fields, as in Figure 2"
+    )]
     fn on_append(
         &mut self,
         from: &str,
@@ -461,42 +466,46 @@ impl Raft {
         let Some(p) = self.progress.get(peer) else {
             return;
         };
-        if !p.can_send(self.now) {
+        let has_entries = p.next <= self.log.last_index();
+        if !p.can_send(self.now, has_entries) {
             return;
         }
-        let has_entries = p.next <= self.log.last_index();
         if !(has_entries || heartbeat) {
             return;
         }
         let prev_index = p.next - 1;
+        let entries = self.log.slice(p.next, MAX_BATCH);
+        let count = entries.len() as u64;
         let msg = RaftMsg::Append {
             term: self.term,
             prev_index,
             prev_term: self.log.term(prev_index).unwrap_or(0),
-            entries: self.log.slice(p.next, MAX_BATCH),
+            entries,
             commit: self.commit,
             round: self.round,
         };
         let p = self.progress.get_mut(peer).unwrap();
-        p.inflight_since = Some(self.now);
+        p.on_send(self.now, count);
         p.sent_round = self.round;
         self.outbox.push((peer.to_string(), msg));
+    }
+
+    /// The latest round a majority (us included) has acknowledged.
+    fn confirmed_round(&self) -> u64 {
+        let mut acked = vec![self.round];
+        acked.extend(self.progress.values().map(|p| p.acked_round));
+        majority_index(&acked)
     }
 
     fn serve_reads(&mut self) {
         if self.role != Role::Leader {
             return;
         }
-        let need = majority(self.cluster_size());
+        let confirmed = self.confirmed_round();
         let mut i = 0;
         while i < self.reads.len() {
             let r = &self.reads[i];
-            let acks = 1 + self
-                .progress
-                .values()
-                .filter(|p| p.acked_round >= r.round)
-                .count();
-            if acks >= need && self.applied >= r.index {
+            if r.round <= confirmed && self.applied >= r.index {
                 let r = self.reads.swap_remove(i);
                 let value = self.store.get(&r.key);
                 self.replies.push((r.id, Outcome::Value(value)));
@@ -646,11 +655,19 @@ impl Machine for Raft {
 
     fn ready(&mut self) -> Ready<RaftMsg> {
         if self.role == Role::Leader {
-            if self.round_wanted {
+            let outstanding = self.round > self.confirmed_round()
+                && self
+                    .probe_sent_at
+                    .is_some_and(|t| self.now < t + self.timing.heartbeat);
+            if self.round_wanted && !outstanding {
                 self.round += 1;
                 self.round_wanted = false;
+                self.probe_sent_at = Some(self.now);
                 for peer in self.peers.clone() {
-                    let backoff = self.progress.get(&peer).is_some_and(|p| self.now < p.retry_after);
+                    let backoff = self
+                        .progress
+                        .get(&peer)
+                        .is_some_and(|p| self.now < p.retry_after);
                     if !backoff {
                         let probe = RaftMsg::ReadProbe {
                             term: self.term,
@@ -724,14 +741,24 @@ mod tests {
 
     fn cluster(n: usize) -> Net<Raft> {
         Net::new(ids(n).into_iter().enumerate().map(|(k, id)| {
-            let r = node(&id, n, Bugs::default(), HardState::default(), vec![], k as u64);
+            let r = node(
+                &id,
+                n,
+                Bugs::default(),
+                HardState::default(),
+                vec![],
+                k as u64,
+            );
             (id, r)
         }))
     }
 
     fn put(node: &str, n: u64, v: i64) -> Request {
         Request {
-            id: RequestId { node: node.into(), n },
+            id: RequestId {
+                node: node.into(),
+                n,
+            },
             cmd: Command {
                 op: Op::Put {
                     key: "k".into(),
@@ -745,7 +772,10 @@ mod tests {
 
     fn read(node: &str, n: u64) -> Request {
         Request {
-            id: RequestId { node: node.into(), n },
+            id: RequestId {
+                node: node.into(),
+                n,
+            },
             cmd: Command {
                 op: Op::Get { key: "k".into() },
                 client: None,
@@ -795,18 +825,80 @@ mod tests {
     #[test]
     fn vote_needs_an_up_to_date_log() {
         let e = |t| Entry { term: t, req: None };
-        let mut voter = node("n1", 3, Bugs::default(), HardState { term: 3, vote: None }, vec![e(1), e(3)], 1);
+        let mut voter = node(
+            "n1",
+            3,
+            Bugs::default(),
+            HardState {
+                term: 3,
+                vote: None,
+            },
+            vec![e(1), e(3)],
+            1,
+        );
         // Shorter log with the same last term: refused.
-        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 1, last_term: 3 });
-        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
+        let r = voter.step(
+            "n2",
+            RaftMsg::Vote {
+                term: 4,
+                last_index: 1,
+                last_term: 3,
+            },
+        );
+        assert_eq!(
+            r,
+            Some(RaftMsg::VoteReply {
+                term: 4,
+                granted: false
+            })
+        );
         // Older last term, longer log: refused.
-        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 9, last_term: 2 });
-        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
-        let r = voter.step("n3", RaftMsg::Vote { term: 4, last_index: 2, last_term: 3 });
-        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: true }));
+        let r = voter.step(
+            "n2",
+            RaftMsg::Vote {
+                term: 4,
+                last_index: 9,
+                last_term: 2,
+            },
+        );
+        assert_eq!(
+            r,
+            Some(RaftMsg::VoteReply {
+                term: 4,
+                granted: false
+            })
+        );
+        let r = voter.step(
+            "n3",
+            RaftMsg::Vote {
+                term: 4,
+                last_index: 2,
+                last_term: 3,
+            },
+        );
+        assert_eq!(
+            r,
+            Some(RaftMsg::VoteReply {
+                term: 4,
+                granted: true
+            })
+        );
         // One vote per term.
-        let r = voter.step("n2", RaftMsg::Vote { term: 4, last_index: 5, last_term: 3 });
-        assert_eq!(r, Some(RaftMsg::VoteReply { term: 4, granted: false }));
+        let r = voter.step(
+            "n2",
+            RaftMsg::Vote {
+                term: 4,
+                last_index: 5,
+                last_term: 3,
+            },
+        );
+        assert_eq!(
+            r,
+            Some(RaftMsg::VoteReply {
+                term: 4,
+                granted: false
+            })
+        );
     }
 
     #[test]
@@ -814,10 +906,28 @@ mod tests {
         // Figure 8: a leader of term 3 holding an entry of term 2 replicated to a
         // majority must not commit it until an entry of term 3 is also there.
         let e = |t| Entry { term: t, req: None };
-        let mut l = node("n1", 3, Bugs::default(), HardState { term: 2, vote: None }, vec![e(1), e(2)], 1);
+        let mut l = node(
+            "n1",
+            3,
+            Bugs::default(),
+            HardState {
+                term: 2,
+                vote: None,
+            },
+            vec![e(1), e(2)],
+            1,
+        );
         l.campaign();
-        l.step("n2", RaftMsg::VoteReply { term: 3, granted: true });
+        l.step(
+            "n2",
+            RaftMsg::VoteReply {
+                term: 3,
+                granted: true,
+            },
+        );
         assert_eq!(l.role, Role::Leader);
+        let mark = l.log.mark();
+        l.persisted(mark);
         l.progress.get_mut("n2").unwrap().matched = 2;
         l.maybe_commit();
         assert_eq!(l.commit, 0);
@@ -832,7 +942,12 @@ mod tests {
         net.run(50);
         let l = net.leaders()[0].clone();
         let follower = net.nodes.keys().find(|k| **k != l).unwrap().clone();
-        let other = net.nodes.keys().find(|k| **k != l && **k != follower).unwrap().clone();
+        let other = net
+            .nodes
+            .keys()
+            .find(|k| **k != l && **k != follower)
+            .unwrap()
+            .clone();
         net.isolate(&follower);
         net.isolate(&other);
         net.node(&l).client(read(&l, 9)).unwrap();
@@ -840,7 +955,10 @@ mod tests {
         assert!(net.replies.is_empty(), "read served without confirmation");
         net.heal();
         net.run(5);
-        assert!(net.replies.iter().any(|(_, id, o)| id.n == 9 && *o == Outcome::Value(None)));
+        assert!(net
+            .replies
+            .iter()
+            .any(|(_, id, o)| id.n == 9 && *o == Outcome::Value(None)));
     }
 
     #[test]
@@ -860,20 +978,46 @@ mod tests {
     fn forget_vote_bug_votes_twice_in_a_term_across_restart() {
         let vote_in_term_5 = |bugs: Bugs| {
             let mut v = node("n1", 3, bugs.clone(), HardState::default(), vec![], 1);
-            let first = v.step("n2", RaftMsg::Vote { term: 5, last_index: 0, last_term: 0 });
-            assert_eq!(first, Some(RaftMsg::VoteReply { term: 5, granted: true }));
+            let first = v.step(
+                "n2",
+                RaftMsg::Vote {
+                    term: 5,
+                    last_index: 0,
+                    last_term: 0,
+                },
+            );
+            assert_eq!(
+                first,
+                Some(RaftMsg::VoteReply {
+                    term: 5,
+                    granted: true
+                })
+            );
             let saved = v.ready().hard_state.expect("vote must be persisted");
             // Restart from what was saved, then a rival asks in the same term.
             let mut v = node("n1", 3, bugs, saved, vec![], 2);
-            v.step("n3", RaftMsg::Vote { term: 5, last_index: 0, last_term: 0 })
+            v.step(
+                "n3",
+                RaftMsg::Vote {
+                    term: 5,
+                    last_index: 0,
+                    last_term: 0,
+                },
+            )
         };
         assert_eq!(
             vote_in_term_5(Bugs::default()),
-            Some(RaftMsg::VoteReply { term: 5, granted: false })
+            Some(RaftMsg::VoteReply {
+                term: 5,
+                granted: false
+            })
         );
         assert_eq!(
             vote_in_term_5(Bugs::new([Bug::ForgetVote])),
-            Some(RaftMsg::VoteReply { term: 5, granted: true })
+            Some(RaftMsg::VoteReply {
+                term: 5,
+                granted: true
+            })
         );
     }
 }

@@ -46,7 +46,12 @@ impl<M: Machine> Net<M> {
                 for (rid, o) in ready.replies {
                     self.replies.push((id.clone(), rid, o));
                 }
-                msgs.extend(ready.messages.into_iter().map(|(to, msg)| (id.clone(), to, msg)));
+                msgs.extend(
+                    ready
+                        .messages
+                        .into_iter()
+                        .map(|(to, msg)| (id.clone(), to, msg)),
+                );
             }
             if msgs.is_empty() {
                 return;
@@ -94,6 +99,9 @@ impl<M: Machine> Net<M> {
     }
 
     pub fn answered(&self, n: u64) -> Option<&Outcome> {
-        self.replies.iter().find(|(_, id, _)| id.n == n).map(|(_, _, o)| o)
+        self.replies
+            .iter()
+            .find(|(_, id, _)| id.n == n)
+            .map(|(_, _, o)| o)
     }
 }

@@ -124,7 +124,10 @@ impl Transport {
                 }
             })?;
         if !resp.status().is_success() {
-            return Err(SendFailure::NoReply(format!("{to} answered {}", resp.status())));
+            return Err(SendFailure::NoReply(format!(
+                "{to} answered {}",
+                resp.status()
+            )));
         }
         let reply: Option<M> = resp
             .json()

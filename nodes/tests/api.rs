@@ -24,7 +24,10 @@ async fn raw(method: &str, url: String, body: &str) -> (u16, serde_json::Value) 
         .unwrap();
     let code = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +77,16 @@ async fn status_and_metrics_report_what_the_harness_reads() {
     put_until_ok(&addrs, "m", json!(1), Duration::from_secs(5)).await;
     get(&addrs[(l + 1) % 3], "m").await;
     let s = status(&addrs[l]).await;
-    for field in ["id", "mode", "role", "term", "leader", "commit_index", "applied_index", "reachable_peers"] {
+    for field in [
+        "id",
+        "mode",
+        "role",
+        "term",
+        "leader",
+        "commit_index",
+        "applied_index",
+        "reachable_peers",
+    ] {
         assert!(s.get(field).is_some(), "status lacks {field}: {s}");
     }
     assert_eq!(s["leader"], json!(cluster.id(l)));
@@ -85,8 +97,14 @@ async fn status_and_metrics_report_what_the_harness_reads() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("faultline_peer_messages_total{node=\"n"), "{text}");
-    assert!(text.contains("type=\"append\",direction=\"sent\""), "{text}");
+    assert!(
+        text.contains("faultline_peer_messages_total{node=\"n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("type=\"append\",direction=\"sent\""),
+        "{text}"
+    );
     assert!(text.contains("direction=\"received\""), "{text}");
     assert!(text.contains("faultline_client_requests_total{"), "{text}");
     assert!(text.contains("outcome=\"ok\""), "{text}");
@@ -110,10 +128,18 @@ async fn down_peers_give_prompt_definite_errors() {
         let a = cluster.addr(l);
         let t = Instant::now();
         let (code, body) = put(&a, "d", json!(2)).await;
-        assert_eq!((code, &body["definite"]), (503, &json!(true)), "{mode:?}: {body}");
+        assert_eq!(
+            (code, &body["definite"]),
+            (503, &json!(true)),
+            "{mode:?}: {body}"
+        );
         let (code, _) = get(&a, "d").await;
         assert_eq!(code, 503);
-        assert!(t.elapsed() < Duration::from_millis(500), "{mode:?}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{mode:?}: {:?}",
+            t.elapsed()
+        );
         assert_eq!(status(&a).await["id"], json!(cluster.id(l)));
     }
 }
@@ -123,7 +149,13 @@ async fn single_node_cluster_serves() {
     for mode in [Mode::Passive, Mode::Active] {
         let cluster = Cluster::start(&format!("one-{mode:?}"), 1, mode, &[]);
         let a = cluster.addr(0);
-        put_until_ok(&[a.clone()], "s", json!("v"), Duration::from_secs(5)).await;
+        put_until_ok(
+            std::slice::from_ref(&a),
+            "s",
+            json!("v"),
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(get(&a, "s").await.1["value"], json!("v"));
     }
 }

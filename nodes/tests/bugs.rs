@@ -33,7 +33,10 @@ async fn stale_read_scenario(bugs: &[Bug]) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_read_serves_overwritten_value_from_deposed_leader() {
     let (code, body) = stale_read_scenario(&[]).await;
-    assert_ne!(code, 200, "correct mode served a read without a quorum: {body}");
+    assert_ne!(
+        code, 200,
+        "correct mode served a read without a quorum: {body}"
+    );
     let (code, body) = stale_read_scenario(&[Bug::StaleRead]).await;
     assert_eq!((code, &body["value"]), (200, &json!(1)), "{body}");
 }
@@ -107,18 +110,28 @@ async fn forget_vote_scenario(bugs: &[Bug]) -> (u64, u64, u64) {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    (term, s["term"].as_u64().unwrap(), s["last_index"].as_u64().unwrap())
+    (
+        term,
+        s["term"].as_u64().unwrap(),
+        s["last_index"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_vote_loses_term_across_restart() {
     let (term, after, log) = forget_vote_scenario(&[]).await;
-    assert!(after >= term && log > 0, "correct: term {term} -> {after}, log {log}");
+    assert!(
+        after >= term && log > 0,
+        "correct: term {term} -> {after}, log {log}"
+    );
     let (term, after, log) = forget_vote_scenario(&[Bug::ForgetVote]).await;
     assert!(term >= 1);
     // The log survives; the term does not (it restarts from 0, bumped only by its own
     // election attempts).
-    assert!(after < term || (term > 1 && after <= 1), "bug: term {term} -> {after}");
+    assert!(
+        after < term || (term > 1 && after <= 1),
+        "bug: term {term} -> {after}"
+    );
     assert!(log > 0);
 }
 
@@ -133,7 +146,10 @@ async fn deliver_unagreed_scenario(bugs: &[Bug]) -> (u16, Value) {
     let maj: Vec<String> = others.iter().map(|&i| cluster.addr(i)).collect();
     put_until_ok(&maj, "other", json!(1), WITHIN).await;
     cluster.heal().await;
-    (acked, get_until_ok(&cluster.addr(others[0]), "k", WITHIN).await)
+    (
+        acked,
+        get_until_ok(&cluster.addr(others[0]), "k", WITHIN).await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,5 +159,9 @@ async fn deliver_unagreed_acknowledges_a_request_outside_the_order() {
     assert_eq!(after, json!(1));
     let (code, after) = deliver_unagreed_scenario(&[Bug::DeliverUnagreed]).await;
     assert_eq!(code, 200);
-    assert_eq!(after, json!(1), "the acknowledged write 99 is not in the agreed order");
+    assert_eq!(
+        after,
+        json!(1),
+        "the acknowledged write 99 is not in the agreed order"
+    );
 }

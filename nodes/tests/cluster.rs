@@ -111,9 +111,14 @@ async fn leader_crash_failover_and_rejoin(name: &str, mode: Mode) {
     put_until_ok(&addrs, "a", json!(1), WITHIN).await;
     let old = cluster.leader().await;
     cluster.kill(old);
-    let survivors: Vec<String> = (0..3).filter(|&i| i != old).map(|i| addrs[i].clone()).collect();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != old)
+        .map(|i| addrs[i].clone())
+        .collect();
     put_until_ok(&survivors, "a", json!(2), WITHIN).await;
-    let new = cluster.leader_among(&(0..3).filter(|&i| i != old).collect::<Vec<_>>()).await;
+    let new = cluster
+        .leader_among(&(0..3).filter(|&i| i != old).collect::<Vec<_>>())
+        .await;
     assert_ne!(new, old);
     cluster.restart(old);
     assert_eq!(get_until_ok(&addrs[old], "a", WITHIN).await, json!(2));
@@ -173,15 +178,28 @@ async fn retried_writes_apply_once(name: &str, mode: Mode) {
     let (code, again) = cas(&addrs[2], "r", body).await;
     assert_eq!(code, 200, "{again}");
     assert_eq!(get(&addrs[0], "r").await.1["value"], json!(2));
-    let (code, _) = put_body(&addrs[0], "r", json!({"value": 7, "client": "c1", "seq": 2})).await;
+    let (code, _) = put_body(
+        &addrs[0],
+        "r",
+        json!({"value": 7, "client": "c1", "seq": 2}),
+    )
+    .await;
     assert_eq!(code, 200);
-    let (code, stale) = put_body(&addrs[0], "r", json!({"value": 8, "client": "c1", "seq": 1})).await;
+    let (code, stale) = put_body(
+        &addrs[0],
+        "r",
+        json!({"value": 8, "client": "c1", "seq": 1}),
+    )
+    .await;
     assert_eq!(code, 422, "{stale}");
     assert_eq!(stale["definite"], json!(false));
     assert_eq!(get(&addrs[2], "r").await.1["value"], json!(7));
     // Without a session, a repeated cas is a new request and fails definitely.
     let (code, miss) = cas(&addrs[0], "r", json!({"from": 1, "to": 2})).await;
-    assert_eq!((code, &miss["definite"], &miss["current"]), (409, &json!(true), &json!(7)));
+    assert_eq!(
+        (code, &miss["definite"], &miss["current"]),
+        (409, &json!(true), &json!(7))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

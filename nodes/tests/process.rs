@@ -17,7 +17,10 @@ async fn kill9_leader_then_restart(name: &str, mode: &'static str) {
     put_until_ok(&addrs, "a", json!(1), WITHIN).await;
     let old = p.leader().await;
     p.kill9(old);
-    let survivors: Vec<String> = (0..3).filter(|&i| i != old).map(|i| addrs[i].clone()).collect();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != old)
+        .map(|i| addrs[i].clone())
+        .collect();
     put_until_ok(&survivors, "a", json!(2), WITHIN).await;
     let new = p.leader().await;
     assert_ne!(new, old);
@@ -48,7 +51,10 @@ fn node(args: &[&str]) -> (i32, String) {
         .env_remove("FAULTLINE_BUGS")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -62,9 +68,21 @@ fn bad_flags_exit_2_with_one_clear_line() {
     assert_eq!(code, 2);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--peers"), "{err}");
-    let (code, err) = node(&["--id", "n1", "--data-dir", d, "--mode", "active", "--bug", "stale-read"]);
+    let (code, err) = node(&[
+        "--id",
+        "n1",
+        "--data-dir",
+        d,
+        "--mode",
+        "active",
+        "--bug",
+        "stale-read",
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("stale-read") && err.contains("passive"), "{err}");
+    assert!(
+        err.contains("stale-read") && err.contains("passive"),
+        "{err}"
+    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (code, err) = node(&["--id", "n1", "--data-dir", d, "--listen", &addr]);

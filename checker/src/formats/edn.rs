@@ -100,13 +100,18 @@ pub fn read_history(path: &Path, text: &str, flavor: Flavor) -> Result<History, 
                 let after = skip_blank(&rest[1..]);
                 if !after.is_empty() {
                     let line = lines.line_of(after);
-                    return Err(Error::input(path, line, "unexpected content after the history"));
+                    return Err(Error::input(
+                        path,
+                        line,
+                        "unexpected content after the history",
+                    ));
                 }
                 break;
             }
             _ => {}
         }
-        let (form, after) = reader::read(rest).map_err(|e| read_error(&e, line, false).in_file(path))?;
+        let (form, after) =
+            reader::read(rest).map_err(|e| read_error(&e, line, false).in_file(path))?;
         position += 1;
         apply_form(&mut builder, &form, flavor, position, line).map_err(|e| e.in_file(path))?;
         rest = skip_blank(after);
@@ -114,7 +119,10 @@ pub fn read_history(path: &Path, text: &str, flavor: Flavor) -> Result<History, 
     builder.finish().map_err(|p| Error::history(path, p))
 }
 
-fn field<'a, 'e>(map: &'a std::collections::BTreeMap<Edn<'e>, Edn<'e>>, name: &'static str) -> Option<&'a Edn<'e>> {
+fn field<'a, 'e>(
+    map: &'a std::collections::BTreeMap<Edn<'e>, Edn<'e>>,
+    name: &'static str,
+) -> Option<&'a Edn<'e>> {
     map.get(&Edn::Key(name.into()))
 }
 
@@ -138,7 +146,10 @@ fn apply_form(
     line: usize,
 ) -> Result<(), LineError> {
     let Edn::Map(map) = form else {
-        return Err(LineError::new(line, format!("expected an op map, found {form}")));
+        return Err(LineError::new(
+            line,
+            format!("expected an op map, found {form}"),
+        ));
     };
     let process = match field(map, "process") {
         Some(Edn::Int(p)) if *p >= 0 => *p as u64,
@@ -190,7 +201,9 @@ fn apply_form(
                 other => {
                     return Err(LineError::new(
                         line,
-                        format!("unknown f :{other} (expected read, write, cas, get, put or append)"),
+                        format!(
+                            "unknown f :{other} (expected read, write, cas, get, put or append)"
+                        ),
                     ))
                 }
             };
@@ -204,10 +217,31 @@ fn apply_form(
                 ("read" | "get", v) => Outcome::Read(scalar(v, "value read", line)?),
                 _ => Outcome::Ok,
             };
-            builder.complete(process, &f, key.as_deref(), Completion::Ok(outcome), position, line)
+            builder.complete(
+                process,
+                &f,
+                key.as_deref(),
+                Completion::Ok(outcome),
+                position,
+                line,
+            )
         }
-        "fail" => builder.complete(process, &f, key.as_deref(), Completion::Fail, position, line),
-        "info" => builder.complete(process, &f, key.as_deref(), Completion::Info, position, line),
+        "fail" => builder.complete(
+            process,
+            &f,
+            key.as_deref(),
+            Completion::Fail,
+            position,
+            line,
+        ),
+        "info" => builder.complete(
+            process,
+            &f,
+            key.as_deref(),
+            Completion::Info,
+            position,
+            line,
+        ),
         other => Err(LineError::new(
             line,
             format!("unknown op type :{other} (expected invoke, ok, fail or info)"),

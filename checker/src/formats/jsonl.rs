@@ -30,7 +30,9 @@ pub fn history_from_events(events: &[Event]) -> Result<History, LineError> {
     for (i, event) in events.iter().enumerate() {
         apply_event(&mut builder, event, i + 1)?;
     }
-    builder.finish().map_err(|p| LineError::new(events.len(), p))
+    builder
+        .finish()
+        .map_err(|p| LineError::new(events.len(), p))
 }
 
 fn for_each_event(
@@ -133,14 +135,25 @@ pub(crate) fn apply_event(
         }
         EventType::Ok => {
             let outcome = match event.f.as_str() {
-                "read" | "get" => {
-                    Outcome::Read(scalar(&event.value, "value read").map_err(|p| LineError::new(line, p))?)
-                }
+                "read" | "get" => Outcome::Read(
+                    scalar(&event.value, "value read").map_err(|p| LineError::new(line, p))?,
+                ),
                 _ => Outcome::Ok,
             };
-            builder.complete(process, &event.f, key, Completion::Ok(outcome), event.time, line)
+            builder.complete(
+                process,
+                &event.f,
+                key,
+                Completion::Ok(outcome),
+                event.time,
+                line,
+            )
         }
-        EventType::Fail => builder.complete(process, &event.f, key, Completion::Fail, event.time, line),
-        EventType::Info => builder.complete(process, &event.f, key, Completion::Info, event.time, line),
+        EventType::Fail => {
+            builder.complete(process, &event.f, key, Completion::Fail, event.time, line)
+        }
+        EventType::Info => {
+            builder.complete(process, &event.f, key, Completion::Info, event.time, line)
+        }
     }
 }

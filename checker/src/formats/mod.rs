@@ -58,7 +58,11 @@ impl Format {
             if rest.starts_with(':') {
                 let kv = [":f :get", ":f :put", ":f :append"];
                 let is_kv = first.starts_with('{') && kv.iter().any(|f| first.contains(f));
-                return Some(if is_kv { Format::PorcupineKv } else { Format::Edn });
+                return Some(if is_kv {
+                    Format::PorcupineKv
+                } else {
+                    Format::Edn
+                });
             }
         }
         if first.starts_with('[') || first.starts_with('(') {
@@ -84,8 +88,8 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<(History, Format), Er
             Format::detect(&head).ok_or_else(|| {
                 Error::history(
                     path,
-                    if n == 0 {
-                        "empty file: no history to check".to_string()
+                    if head.iter().all(u8::is_ascii_whitespace) {
+                        "empty history: the file has no events".to_string()
                     } else {
                         "cannot tell the history format; pass --format jsonl|edn|porcupine-kv|etcd-log"
                             .to_string()

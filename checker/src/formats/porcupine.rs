@@ -54,7 +54,10 @@ fn parse_event(
 ) -> Result<(), LineError> {
     let tokens: Vec<&str> = body.split_whitespace().collect();
     let [process, kind, f, value @ ..] = tokens.as_slice() else {
-        return Err(LineError::new(line, "truncated line: expected <process> <type> <f> <value>"));
+        return Err(LineError::new(
+            line,
+            "truncated line: expected <process> <type> <f> <value>",
+        ));
     };
     if value.is_empty() {
         return Err(LineError::new(line, "truncated line: no value"));
@@ -87,9 +90,14 @@ fn parse_event(
             builder.complete(process, f, None, Completion::Ok(outcome), position, line)
         }
         // A read that failed returned no value: it happened, and any state fits it.
-        ":fail" if f == "read" => {
-            builder.complete(process, f, None, Completion::Ok(Outcome::Unknown), position, line)
-        }
+        ":fail" if f == "read" => builder.complete(
+            process,
+            f,
+            None,
+            Completion::Ok(Outcome::Unknown),
+            position,
+            line,
+        ),
         ":fail" => builder.complete(process, f, None, Completion::Fail, position, line),
         ":info" => builder.complete(process, f, None, Completion::Info, position, line),
         other => Err(LineError::new(
@@ -103,9 +111,14 @@ fn cas_pair(value: &str, line: usize) -> Result<(Value, Value), LineError> {
     let inner = value
         .strip_prefix('[')
         .and_then(|v| v.strip_suffix(']'))
-        .ok_or_else(|| LineError::new(line, format!("cas value must be [FROM TO], not {value:?}")))?;
+        .ok_or_else(|| {
+            LineError::new(line, format!("cas value must be [FROM TO], not {value:?}"))
+        })?;
     match inner.split_whitespace().collect::<Vec<_>>().as_slice() {
         [from, to] => Ok((register_value(from, line)?, register_value(to, line)?)),
-        _ => Err(LineError::new(line, format!("cas value must be [FROM TO], not {value:?}"))),
+        _ => Err(LineError::new(
+            line,
+            format!("cas value must be [FROM TO], not {value:?}"),
+        )),
     }
 }

@@ -37,8 +37,9 @@ impl<M: Model> Model for Keyed<M> {
     }
 
     fn init(&self) -> Self::State {
-        let objects: std::sync::Arc<[_]> =
-            (0..self.keys.len().max(1)).map(|_| self.inner.init()).collect();
+        let objects: std::sync::Arc<[_]> = (0..self.keys.len().max(1))
+            .map(|_| self.inner.init())
+            .collect();
         let hash = objects
             .iter()
             .enumerate()

@@ -46,8 +46,9 @@ pub struct KvState {
 const BASE: u64 = 0x100_0000_01b3;
 
 fn poly_hash(s: &[u8]) -> u64 {
-    s.iter()
-        .fold(0u64, |h, &b| h.wrapping_mul(BASE).wrapping_add(b as u64 + 1))
+    s.iter().fold(0u64, |h, &b| {
+        h.wrapping_mul(BASE).wrapping_add(b as u64 + 1)
+    })
 }
 
 fn base_pow(mut n: usize) -> u64 {
@@ -132,7 +133,9 @@ impl PartialEq for KvState {
                 }
             }
             if a_text.is_empty() {
-                let Some(c) = a else { return b_text.is_empty() && b.is_none() };
+                let Some(c) = a else {
+                    return b_text.is_empty() && b.is_none();
+                };
                 a_text = c.text.as_bytes();
                 a = c.prev.as_deref();
             }

@@ -13,11 +13,17 @@ pub struct Register {
 
 impl Register {
     pub fn plain(initial: Value) -> Self {
-        Register { initial, with_cas: false }
+        Register {
+            initial,
+            with_cas: false,
+        }
     }
 
     pub fn cas(initial: Value) -> Self {
-        Register { initial, with_cas: true }
+        Register {
+            initial,
+            with_cas: true,
+        }
     }
 }
 

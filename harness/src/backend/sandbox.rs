@@ -127,7 +127,7 @@ impl SandboxBackend {
                 // original waits in the delay queue: a duplicate that also arrives early.
                 for (_, net) in self.nets.iter().enumerate().filter(|(d, _)| *d != src) {
                     dup_rules.push_str(&format!(
-                        "    ip saddr {saddr} ip daddr {} numgen random mod 1000 < {} dup to {} device \"{}\"\n",
+                        "    ip saddr {saddr} ip daddr {} numgen random mod 1000 < {} counter dup to {} device \"{}\"\n",
                         net.addr, fault.duplicate_permille, net.addr, net.veth
                     ));
                 }

@@ -12,7 +12,14 @@ use nodes::{Bug, Config, Mode, NodeArgs};
 use serde_json::{json, Value};
 
 /// Fast timers so elections and view changes take a fraction of a second.
-pub fn args(id: &str, listen: &str, peers: &str, mode: Mode, dir: &std::path::Path, bugs: &[Bug]) -> NodeArgs {
+pub fn args(
+    id: &str,
+    listen: &str,
+    peers: &str,
+    mode: Mode,
+    dir: &std::path::Path,
+    bugs: &[Bug],
+) -> NodeArgs {
     NodeArgs {
         id: id.into(),
         listen: listen.into(),
@@ -188,13 +195,17 @@ impl Cluster {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "no leader among {among:?} within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?} within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn leader(&self) -> usize {
-        self.leader_among(&(0..self.len()).collect::<Vec<_>>()).await
+        self.leader_among(&(0..self.len()).collect::<Vec<_>>())
+            .await
     }
 }
 
@@ -315,14 +326,22 @@ pub async fn request(method: &str, url: String, body: Option<Value>) -> (u16, Va
         Ok(r) => {
             let code = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
-            (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                code,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         }
         Err(e) => (0, json!({"error": e.to_string()})),
     }
 }
 
 pub async fn put(addr: &str, key: &str, value: Value) -> (u16, Value) {
-    request("PUT", format!("http://{addr}/kv/{key}"), Some(json!({ "value": value }))).await
+    request(
+        "PUT",
+        format!("http://{addr}/kv/{key}"),
+        Some(json!({ "value": value })),
+    )
+    .await
 }
 
 pub async fn put_body(addr: &str, key: &str, body: Value) -> (u16, Value) {
@@ -347,7 +366,12 @@ pub async fn status(addr: &str) -> Value {
 }
 
 pub async fn isolate(addr: &str, peers: &[String]) {
-    let (code, v) = request("POST", format!("http://{addr}/admin/isolate"), Some(json!({ "peers": peers }))).await;
+    let (code, v) = request(
+        "POST",
+        format!("http://{addr}/admin/isolate"),
+        Some(json!({ "peers": peers })),
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
 }
 
@@ -366,7 +390,10 @@ pub async fn put_until_ok(addrs: &[String], key: &str, value: Value, within: Dur
         if code == 200 {
             return i;
         }
-        assert!(Instant::now() < deadline, "put {key} never succeeded; last {code} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "put {key} never succeeded; last {code} {body}"
+        );
         k += 1;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -380,7 +407,10 @@ pub async fn get_until_ok(addr: &str, key: &str, within: Duration) -> Value {
         if code == 200 {
             return body["value"].clone();
         }
-        assert!(Instant::now() < deadline, "get {key} at {addr} never succeeded; last {code} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "get {key} at {addr} never succeeded; last {code} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }

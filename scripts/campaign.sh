@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The long campaigns behind the harness's claims (too long for CI):
+#
+#   validity  both modes x each nemesis x $SEEDS seeds x $TIME s with correct nodes:
+#             every run should be valid (exit 0); any invalid run is a false alarm.
+#   bugs      each named node bug x $SEEDS seeded $BUG_TIME-s runs with a nemesis that
+#             exposes it: a run detects the bug when it exits 1 (invalid).
+#
+# Usage: scripts/campaign.sh [validity|bugs|all]     (default: all)
+# Env:   SEEDS (10), TIME (30), BUG_TIME (60), STORE (store/campaign), FAULTLINE (binary)
+# Prints Markdown tables (also saved under $STORE) and lists every unexpected run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+SEEDS=${SEEDS:-10}
+TIME=${TIME:-30}
+BUG_TIME=${BUG_TIME:-60}
+STORE=${STORE:-store/campaign}
+FAULTLINE=${FAULTLINE:-target/release/faultline}
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release --bin faultline >&2 || exit 3
+fi
+mkdir -p "$STORE"
+report="$STORE/campaign-$(date -u +%Y%m%dT%H%M%SZ).md"
+unexpected=()
+
+# run NAME ARGS... -> echoes the exit code; the results folder is $STORE/NAME/<timestamp>.
+run() {
+  local name=$1
+  shift
+  "$FAULTLINE" run --store "$STORE" --name "$name" "$@" >/dev/null 2>"$STORE/.last-stderr"
+  echo $?
+}
+
+validity() {
+  echo "## Validity: correct nodes, ${SEEDS} seeds x ${TIME} s per cell"
+  echo
+  echo "| mode | nemesis | valid | invalid | unknown | error |"
+  echo "|------|---------|------:|--------:|--------:|------:|"
+  for mode in passive active; do
+    for nemesis in partition kill pause packet; do
+      local valid=0 invalid=0 unknown=0 error=0
+      for seed in $(seq 1 "$SEEDS"); do
+        rc=$(run "validity-$mode-$nemesis" --mode "$mode" --nemesis "$nemesis" --seed "$seed" --time-limit "$TIME")
+        case $rc in
+          0) valid=$((valid + 1)) ;;
+          1) invalid=$((invalid + 1)); unexpected+=("FALSE ALARM: $mode $nemesis seed $seed -> invalid ($STORE/validity-$mode-$nemesis)") ;;
+          2) unknown=$((unknown + 1)); unexpected+=("unknown: $mode $nemesis seed $seed") ;;
+          *) error=$((error + 1)); unexpected+=("error $rc: $mode $nemesis seed $seed: $(head -c 300 "$STORE/.last-stderr")") ;;
+        esac
+      done
+      echo "| $mode | $nemesis | $valid | $invalid | $unknown | $error |"
+    done
+  done
+  echo
+}
+
+# mode bug nemesis workload: the nemesis that exposes each bug (see nodes/src/bugs.rs).
+BUGS=(
+  "passive stale-read partition register"
+  "passive ack-before-commit kill register"
+  "passive no-fencing partition register"
+  "passive forget-vote kill register"
+  "active deliver-unagreed partition register"
+)
+
+bugs() {
+  echo "## Detection: each bug, ${SEEDS} seeds x ${BUG_TIME} s"
+  echo
+  echo "| bug | mode | nemesis | workload | detected (exit 1) | valid | unknown | error |"
+  echo "|-----|------|---------|----------|------------------:|------:|--------:|------:|"
+  for spec in "${BUGS[@]}"; do
+    read -r mode bug nemesis workload <<<"$spec"
+    local detected=0 valid=0 unknown=0 error=0
+    for seed in $(seq 1 "$SEEDS"); do
+      rc=$(run "bug-$bug" --mode "$mode" --bug "$bug" --nemesis "$nemesis" --workload "$workload" \
+        --seed "$seed" --time-limit "$BUG_TIME")
+      case $rc in
+        1) detected=$((detected + 1)) ;;
+        0) valid=$((valid + 1)); unexpected+=("missed: $bug seed $seed") ;;
+        2) unknown=$((unknown + 1)); unexpected+=("unknown: $bug seed $seed") ;;
+        *) error=$((error + 1)); unexpected+=("error $rc: $bug seed $seed: $(head -c 300 "$STORE/.last-stderr")") ;;
+      esac
+    done
+    echo "| $bug | $mode | $nemesis | $workload | $detected/$SEEDS | $valid | $unknown | $error |"
+  done
+  echo
+}
+
+{
+  echo "# faultline campaign, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
+  echo
+  case $what in
+    validity) validity ;;
+    bugs) bugs ;;
+    all) validity; bugs ;;
+    *) echo "usage: $0 [validity|bugs|all]" >&2; exit 3 ;;
+  esac
+  if [ ${#unexpected[@]} -gt 0 ]; then
+    echo "## Unexpected runs"
+    echo
+    printf -- '- %s\n' "${unexpected[@]}"
+  fi
+} | tee "$report"
+echo "(saved to $report)" >&2
