@@ -168,9 +168,9 @@ struct Frame<S> {
 
 /// Explored nodes: per (definite bitset, state), the info sets seen with it.
 struct Memo<S> {
-    /// Hash of (definite bitset, state) -> index of a node key.
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
+    /// (hash of (definite bitset, state), index of its node key): the hash sits in the
+    /// table so probes and growth never touch the arenas.
+    table: HashTable<(u64, u32)>,
     /// Definite bitsets, `def_words` each.
     def_bits: Vec<u64>,
     states: Vec<S>,
@@ -190,7 +190,6 @@ impl<S: Eq + Clone> Memo<S> {
     fn new(def_words: usize, info_words: usize) -> Self {
         Memo {
             table: HashTable::with_capacity(1024),
-            hashes: Vec::new(),
             def_bits: Vec::new(),
             states: Vec::new(),
             info_first: Vec::new(),
@@ -215,17 +214,16 @@ impl<S: Eq + Clone> Memo<S> {
         let (dw, iw) = (self.def_words, self.info_words);
         let Memo {
             table,
-            hashes,
             def_bits,
             states,
             ..
         } = self;
         let found = table
-            .find(hash, |&k| {
+            .find(hash, |&(h, k)| {
                 let k = k as usize;
-                hashes[k] == hash && def_bits[k * dw..(k + 1) * dw] == *def && states[k] == *state
+                h == hash && def_bits[k * dw..(k + 1) * dw] == *def && states[k] == *state
             })
-            .copied();
+            .map(|&(_, k)| k);
         let info_node = self.info_next.len() as u32;
         let mut added = iw * 8 + 4;
         match found {
@@ -242,21 +240,30 @@ impl<S: Eq + Clone> Memo<S> {
                 self.info_first[k as usize] = info_node;
             }
             None => {
-                let k = hashes.len() as u32;
-                hashes.push(hash);
+                let k = states.len() as u32;
                 def_bits.extend_from_slice(def);
                 states.push(state.clone());
-                table.insert_unique(hash, k, |&k| hashes[k as usize]);
+                table.insert_unique(hash, (hash, k), |&(h, _)| h);
                 self.info_first.push(info_node);
                 self.info_next.push(NIL);
-                added += dw * 8 + 8 + 4 + 8 + std::mem::size_of::<S>();
+                added += dw * 8 + 16 + 4 + std::mem::size_of::<S>();
             }
         }
         self.info_bits.extend_from_slice(info);
         self.unreported += added;
         if self.unreported > 1 << 20 {
-            shared.fetch_add(self.unreported, Ordering::Relaxed);
-            self.reported += self.unreported;
+            // Count what the arenas really hold (capacities, as vectors grow by doubling),
+            // plus a word per state for what a state may own on the heap.
+            let now = self.def_bits.capacity() * 8
+                + self.states.capacity() * (std::mem::size_of::<S>() + 8)
+                + self.info_first.capacity() * 4
+                + self.info_next.capacity() * 4
+                + self.info_bits.capacity() * 8
+                + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1);
+            if now > self.reported {
+                shared.fetch_add(now - self.reported, Ordering::Relaxed);
+                self.reported = now;
+            }
             self.unreported = 0;
         }
         true

@@ -59,6 +59,8 @@ pub fn page(reports: &[CheckReport]) -> String {
     for report in reports {
         report_section(&mut out, report);
     }
+    // Inline (nothing is fetched): scroll each timeline so the breaking op is in view.
+    out.push_str("<script>for (const t of document.querySelectorAll('.timeline')) { const b = t.querySelector('.breaks'); if (b) t.scrollLeft = Math.max(0, b.getBBox().x - t.clientWidth / 2); }</script>");
     out.push_str("</body></html>\n");
     out
 }
@@ -206,22 +208,28 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
         .map(|(i, s)| (s.op.id, i + 1))
         .collect();
     let pending: Vec<usize> = part.pending.iter().map(|p| p.id).collect();
-    let (dx, lane_h, left) = (26.0, 26.0, 60.0);
+    let (dx, lane_h, left) = (26.0, 26.0, 8.0);
     let width = left + dx * (positions.len() as f64 + 2.0);
     let height = lane_h * lanes.len() as f64 + 30.0;
     out.push_str("<div class=\"legend\"><span><i class=\"sw\" style=\"background:#66bb6a\"></i>in the longest linearization (step number)</span><span><i class=\"sw\" style=\"background:#e53935\"></i>cannot be linearized</span><span><i class=\"sw\" style=\"background:#ffa726\"></i>other candidates</span><span><i class=\"sw\" style=\"background:#bdbdbd\"></i>other ops</span><span>dashed: info / never completed</span></div>");
+    // Lane names in their own column, so they stay in view when the lanes scroll.
     let _ = write!(
         out,
-        "<div class=\"timeline\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">"
+        "<div style=\"display:flex\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"52\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">"
     );
     for (process, lane) in &lanes {
         let y = 20.0 + lane_h * *lane as f64;
+        let _ = write!(out, "<text x=\"4\" y=\"{}\">p{process}</text>", y + 14.0);
+    }
+    let _ = write!(
+        out,
+        "</svg><div class=\"timeline\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">"
+    );
+    for lane in lanes.values() {
+        let y = 30.0 + lane_h * *lane as f64;
         let _ = write!(
             out,
-            "<text x=\"4\" y=\"{}\">p{process}</text><line x1=\"{left}\" y1=\"{}\" x2=\"{width}\" y2=\"{}\" stroke=\"#eee\"/>",
-            y + 14.0,
-            y + 10.0,
-            y + 10.0
+            "<line x1=\"0\" y1=\"{y}\" x2=\"{width}\" y2=\"{y}\" stroke=\"#eee\"/>"
         );
     }
     for op in ops {
@@ -245,9 +253,14 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
         } else {
             ""
         };
+        let class = if op.id == part.blocking.id {
+            " class=\"breaks\""
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            "<g><title>#{} {} (line {}{})</title><rect x=\"{x1}\" y=\"{y}\" width=\"{}\" height=\"20\" rx=\"3\" fill=\"{fill}\"{dash}/><text x=\"{}\" y=\"{}\">{} {}</text></g>",
+            "<g{class}><title>#{} {} (line {}{})</title><rect x=\"{x1}\" y=\"{y}\" width=\"{}\" height=\"20\" rx=\"3\" fill=\"{fill}\"{dash}/><text x=\"{}\" y=\"{}\">{} {}</text></g>",
             op.id,
             esc(&op.description),
             op.call_line,
@@ -256,10 +269,25 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
             x1 + 3.0,
             y + 14.0,
             esc(&label),
-            esc(&short(&op.description))
+            esc(&fit(&short(&op.description), (x2 - x1).max(6.0)))
         );
     }
-    out.push_str("</svg></div>");
+    out.push_str("</svg></div></div>");
+}
+
+/// Cuts a label to about what fits in `width` pixels of 11px monospace (the full text is in
+/// the tooltip).
+fn fit(label: &str, width: f64) -> String {
+    let max = ((width / 6.6) as usize).saturating_sub(2).max(1);
+    if label.chars().count() <= max {
+        label.to_string()
+    } else {
+        label
+            .chars()
+            .take(max.saturating_sub(1))
+            .chain(['…'])
+            .collect()
+    }
 }
 
 /// The description without the process prefix (the lane says it).

@@ -186,7 +186,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
     #[test]
-    fn simulated_kv_histories_are_valid(seed in any::<u64>(), processes in 1usize..8, keys in 1usize..4, info in 0.0f64..0.1) {
+    fn simulated_kv_histories_are_valid(seed in any::<u64>(), processes in 1usize..8, keys in 1usize..4, info in 0.0f64..0.03) {
         let sim = Simulation {
             workload: Workload::Kv,
             processes,
@@ -236,4 +236,36 @@ fn kv_brute_force_agrees_on_corrupted_simulations() {
         let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
         assert_eq!(got.verdict, expected, "seed {seed}: {:#?}", h.ops);
     }
+}
+
+/// The random small histories above are a real mix, so agreement means something: many
+/// are valid, many invalid, many have info ops and equal times.
+#[test]
+fn random_small_histories_are_a_mix_of_valid_and_invalid() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = prop::collection::vec(op_strategy(1), 1..=8);
+    let (mut valid, mut invalid, mut with_info, mut ties) = (0, 0, 0, 0);
+    for _ in 0..400 {
+        let h = history(strategy.new_tree(&mut runner).unwrap().current(), 1);
+        with_info += usize::from(h.ops.iter().any(|o| o.ret.is_none()));
+        ties += usize::from(
+            h.ops
+                .iter()
+                .any(|a| h.ops.iter().any(|b| a.ret == Some(b.call))),
+        );
+        match brute_verdict(&h) {
+            Verdict::Valid => valid += 1,
+            _ => invalid += 1,
+        }
+    }
+    assert!(
+        valid > 50 && invalid > 50,
+        "valid {valid}, invalid {invalid}"
+    );
+    assert!(
+        with_info > 50 && ties > 50,
+        "info {with_info}, equal times {ties}"
+    );
 }

@@ -56,7 +56,7 @@ fn the_expected_list_covers_every_history_file() {
 }
 
 /// Proving that *every* invalid key of c50-bad is invalid means exhausting tens of millions
-/// of search nodes (about 50 s and 2 GB here, see checker/README.md), too much for CI; its
+/// of search nodes (tens of seconds and gigabytes here, see checker/README.md), too much for CI; its
 /// verdict is checked with fail-fast, as Porcupine checks it.
 const ONLY_FAIL_FAST: &str = "porcupine/kv/c50-bad.txt";
 

@@ -202,10 +202,6 @@ impl Recorder {
         pending.push(event);
         time
     }
-
-    pub fn clock(&self) -> Clock {
-        self.clock
-    }
 }
 
 impl RecorderHandle {

@@ -52,7 +52,8 @@ pub fn run(args: RunArgs) -> i32 {
     };
     match plan.backend {
         cli::BackendKind::Sandbox => {
-            if let Err(e) = sandbox::preflight() {
+            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
+            if let Err(e) = sandbox::preflight(packet_faults) {
                 eprintln!("faultline run: {e}");
                 return EXIT_ERROR;
             }

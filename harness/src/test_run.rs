@@ -3,7 +3,6 @@
 //! restart → recovery → final reads → nodes down → check → results.json, report.html.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -132,7 +131,6 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
     // Signals are watched from here on: a Ctrl-C during start-up still tears down.
     let interrupt: Arc<Mutex<Option<&'static str>>> = Arc::new(Mutex::new(None));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = Arc::new(AtomicBool::new(false));
     {
         let interrupt = interrupt.clone();
         let stop_tx = stop_tx.clone();
@@ -243,7 +241,6 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
             _ = stop.wait_for(|s| *s) => {}
         }
     }
-    stopped.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let mut finished = Vec::new();
     for w in workers {

@@ -63,7 +63,7 @@ fn reference() -> Vec<(String, bool)> {
 fn every_reference_history_gets_its_verdict_and_exit_code() {
     for (file, valid) in reference() {
         let path = data(&file);
-        // Proving every invalid key of c50-bad takes about a minute (see checker/README.md);
+        // Proving every invalid key of c50-bad takes tens of seconds and gigabytes (see checker/README.md);
         // its verdict is checked with --fail-fast as Porcupine does.
         let args: Vec<&str> = if file.ends_with("c50-bad.txt") {
             vec!["--fail-fast", &path]

@@ -108,21 +108,24 @@ async fn messages_sent(client: &reqwest::Client, addrs: &[String]) -> u64 {
     total
 }
 
-/// CPU time (user + system) used so far by the node processes, in seconds.
-fn nodes_cpu_secs(cluster: &Cluster) -> f64 {
+/// CPU time (user + system) used so far by each node process, in seconds.
+fn nodes_cpu_secs(cluster: &Cluster) -> Vec<f64> {
     let tick = 100.0; // USER_HZ on Linux
     cluster
         .children
         .iter()
-        .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+        .map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default())
         .map(|stat| {
+            if stat.is_empty() {
+                return 0.0;
+            }
             // Fields after the ")" that closes the command name; utime and stime are 14
             // and 15 in proc(5) numbering.
             let rest = &stat[stat.rfind(')').unwrap() + 2..];
             let f: Vec<&str> = rest.split_whitespace().collect();
             (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
         })
-        .sum()
+        .collect()
 }
 
 struct Figures {
@@ -244,7 +247,7 @@ fn main() {
     );
     for mode in modes.split(',') {
         let cluster = start(mode, nodes);
-        let mut cpu_before = 0.0;
+        let mut cpu_before = Vec::new();
         let figures = rt.block_on(async {
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -264,7 +267,12 @@ fn main() {
             run_load(addrs, clients, secs, write_pct).await
         });
         // Includes the 0.5 s warm-up, so slightly over-counts.
-        let cpu = nodes_cpu_secs(&cluster) - cpu_before;
+        let per_node: Vec<f64> = nodes_cpu_secs(&cluster)
+            .iter()
+            .zip(&cpu_before)
+            .map(|(a, b)| a - b)
+            .collect();
+        let cpu: f64 = per_node.iter().sum();
         let h = &figures.hist;
         println!(
             "{mode:>8}: {:>8.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  failed {}  peer msgs/op {:.2}  node CPU {:.0} us/op",
@@ -276,6 +284,11 @@ fn main() {
             figures.msgs as f64 / figures.ops.max(1) as f64,
             cpu * 1e6 / figures.ops.max(1) as f64,
         );
+        let shares: Vec<String> = per_node
+            .iter()
+            .map(|c| format!("{:.0}%", 100.0 * c / figures.secs))
+            .collect();
+        println!("          node CPU use n1..: {}", shares.join(" "));
         drop(cluster);
     }
 }

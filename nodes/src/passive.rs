@@ -726,7 +726,44 @@ impl Machine for Raft {
 mod tests {
     use super::*;
     use crate::command::{Command, Value};
-    use crate::sim::{ids, Net};
+    use crate::sim::{chaos, ids, Inspect, Net};
+
+    impl Inspect for Raft {
+        fn log(&self) -> &Log {
+            &self.log
+        }
+        fn commit(&self) -> u64 {
+            self.commit
+        }
+    }
+
+    #[test]
+    fn chaos_never_breaks_committed_prefix() {
+        let mut answered = 0;
+        for seed in 0..40 {
+            let n = if seed % 2 == 0 { 3 } else { 5 };
+            answered += chaos::run(seed, n, 4000, |id, peers, hard, log, seed| {
+                Raft::restore(id.into(), peers, Bugs::default(), TIMING, seed, hard, log)
+            });
+        }
+        assert!(answered > 1000, "too little progress to mean anything: {answered}");
+    }
+
+    /// The chaos check can fail: with fencing off, a deposed leader overwrites committed
+    /// entries, and some seed shows it.
+    #[test]
+    fn chaos_catches_no_fencing() {
+        let caught = (0..40).any(|seed| {
+            std::panic::catch_unwind(|| {
+                chaos::run(seed, 3, 4000, |id, peers, hard, log, seed| {
+                    let bugs = Bugs::new([Bug::NoFencing]);
+                    Raft::restore(id.into(), peers, bugs, TIMING, seed, hard, log)
+                })
+            })
+            .is_err()
+        });
+        assert!(caught);
+    }
 
     const TIMING: Timing = Timing {
         heartbeat: 2,

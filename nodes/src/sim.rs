@@ -105,3 +105,170 @@ impl<M: Machine> Net<M> {
             .map(|(_, _, o)| o)
     }
 }
+
+/// Lets the chaos test read a machine's log and commit index.
+pub trait Inspect {
+    fn log(&self) -> &crate::log::Log;
+    fn commit(&self) -> u64;
+}
+
+/// A seeded run with lossy, reordering delivery, partitions and crashes (a crashed node
+/// restarts from exactly what it persisted), checking after every step that no two nodes
+/// ever disagree on a committed entry, and that no committed entry ever changes.
+pub mod chaos {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use crate::command::{Command, NodeId, Op, Request, RequestId, Value};
+    use crate::disk::HardState;
+    use crate::log::Entry;
+    use crate::machine::Machine;
+
+    use super::Inspect;
+
+    /// What survives a crash: the hard state and log as last persisted.
+    #[derive(Default, Clone)]
+    struct Durable {
+        hard: HardState,
+        log: Vec<Entry>,
+    }
+
+    pub fn run<M, F>(seed: u64, n: usize, steps: usize, make: F) -> usize
+    where
+        M: Machine + Inspect,
+        F: Fn(&str, Vec<NodeId>, HardState, Vec<Entry>, u64) -> M,
+    {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ids = super::ids(n);
+        let peers_of = |id: &str| ids.iter().filter(|p| *p != id).cloned().collect::<Vec<_>>();
+        let mut nodes: BTreeMap<NodeId, M> = ids
+            .iter()
+            .map(|id| (id.clone(), make(id, peers_of(id), HardState::default(), vec![], rng.random())))
+            .collect();
+        let mut durable: BTreeMap<NodeId, Durable> =
+            ids.iter().map(|id| (id.clone(), Durable::default())).collect();
+        let mut down: BTreeMap<NodeId, bool> = ids.iter().map(|id| (id.clone(), false)).collect();
+        // In flight: (from, to, msg, whether it is a reply).
+        let mut wire: VecDeque<(NodeId, NodeId, M::Msg, bool)> = VecDeque::new();
+        let mut cut: Vec<(NodeId, NodeId)> = vec![];
+        let mut committed: BTreeMap<u64, Entry> = BTreeMap::new();
+        let mut counter = 0u64;
+        let mut answered = 0usize;
+
+        for _ in 0..steps {
+            match rng.random_range(0..100) {
+                0..=29 => {
+                    for (id, m) in nodes.iter_mut() {
+                        if !down[id] {
+                            m.tick();
+                        }
+                    }
+                }
+                30..=44 => {
+                    let id = &ids[rng.random_range(0..n)];
+                    if !down[id] {
+                        counter += 1;
+                        let key = format!("k{}", rng.random_range(0..3));
+                        let op = match rng.random_range(0..3) {
+                            0 => Op::Get { key },
+                            1 => Op::Put { key, value: Value::Int(counter as i64) },
+                            _ => Op::Cas {
+                                key,
+                                from: Value::Int(rng.random_range(0..counter as i64)),
+                                to: Value::Int(counter as i64),
+                            },
+                        };
+                        let req = Request {
+                            id: RequestId { node: id.clone(), n: counter },
+                            cmd: Command { op, client: None, seq: None },
+                        };
+                        let _ = nodes.get_mut(id).unwrap().client(req);
+                    }
+                }
+                45..=47 => {
+                    // Partition one node away, or heal.
+                    if cut.is_empty() {
+                        let a = ids[rng.random_range(0..n)].clone();
+                        cut = ids.iter().filter(|b| **b != a).map(|b| (a.clone(), b.clone())).collect();
+                    } else {
+                        cut.clear();
+                    }
+                }
+                48 => {
+                    // Crash a node (at most a minority down at once) or restart one.
+                    let id = ids[rng.random_range(0..n)].clone();
+                    let downs = down.values().filter(|d| **d).count();
+                    if down[&id] {
+                        let d = durable[&id].clone();
+                        nodes.insert(id.clone(), make(&id, peers_of(&id), d.hard, d.log, rng.random()));
+                        down.insert(id, false);
+                    } else if downs < (n - 1) / 2 {
+                        down.insert(id, true);
+                    }
+                }
+                _ => {
+                    // Deliver (or lose) a random message in flight.
+                    if !wire.is_empty() {
+                        let k = rng.random_range(0..wire.len());
+                        let (from, to, msg, is_reply) = wire.remove(k).unwrap();
+                        let blocked = cut.iter().any(|(a, b)| (*a == from && *b == to) || (*a == to && *b == from));
+                        let lost = rng.random_range(0..100) < 5;
+                        if down[&to] || blocked || lost {
+                            if !down[&from] {
+                                // The sender learns of the failure (timeout) either way.
+                                let sender = if is_reply { &to } else { &from };
+                                let peer = if is_reply { &from } else { &to };
+                                if !down[sender] {
+                                    nodes.get_mut(sender).unwrap().unreachable(peer);
+                                }
+                            }
+                        } else if let Some(reply) = nodes.get_mut(&to).unwrap().step(&from, msg) {
+                            wire.push_back((to.clone(), from.clone(), reply, true));
+                        }
+                    }
+                }
+            }
+            // Collect output: persist first (synchronously), then put messages on the wire.
+            for (id, m) in nodes.iter_mut() {
+                if down[id] {
+                    continue;
+                }
+                let ready = m.ready();
+                let d = durable.get_mut(id).unwrap();
+                if let Some(h) = ready.hard_state {
+                    d.hard = h;
+                }
+                if let Some(from) = ready.log_from {
+                    d.log.truncate((from - 1) as usize);
+                    d.log.extend(ready.entries);
+                }
+                if let Some(mark) = ready.mark {
+                    m.persisted(mark);
+                }
+                answered += ready.replies.len();
+                for (to, msg) in ready.messages {
+                    wire.push_back((id.clone(), to, msg, false));
+                }
+            }
+            // Safety: committed entries agree everywhere and never change.
+            for (id, m) in nodes.iter() {
+                if down[id] {
+                    continue;
+                }
+                let log = m.log();
+                for i in 1..=m.commit() {
+                    let e = log.entry(i).unwrap_or_else(|| panic!("seed {seed}: {id} commit {} beyond log", m.commit()));
+                    match committed.get(&i) {
+                        Some(c) => assert_eq!(c, e, "seed {seed}: {id} disagrees at committed index {i}"),
+                        None => {
+                            committed.insert(i, e.clone());
+                        }
+                    }
+                }
+            }
+        }
+        answered
+    }
+}

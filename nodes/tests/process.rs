@@ -90,3 +90,51 @@ fn bad_flags_exit_2_with_one_clear_line() {
     assert!(err.contains("--listen"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn signal(p: &Processes, i: usize, sig: &str) {
+    let pid = p.children[i].as_ref().unwrap().id().to_string();
+    let ok = Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// SIGSTOP leaves the leader's TCP connections open but silent (as a hung link does):
+/// the others must time out, fail over and keep serving; on SIGCONT it rejoins.
+async fn paused_leader_then_resume(name: &str, mode: &'static str) {
+    let mut p = Processes::start(name, 3, mode);
+    let addrs = p.addrs.clone();
+    put_until_ok(&addrs, "p", json!(1), WITHIN).await;
+    let old = p.leader().await;
+    signal(&p, old, "-STOP");
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != old)
+        .map(|i| addrs[i].clone())
+        .collect();
+    let t = std::time::Instant::now();
+    put_until_ok(&others, "p", json!(2), WITHIN).await;
+    let failover = t.elapsed();
+    signal(&p, old, "-CONT");
+    assert_eq!(get_until_ok(&addrs[old], "p", WITHIN).await, json!(2));
+    put_until_ok(&addrs, "p", json!(3), WITHIN).await;
+    for a in &addrs {
+        assert_eq!(get_until_ok(a, "p", WITHIN).await, json!(3));
+    }
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+    p.kill9(old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_paused_leader_fails_over_and_rejoins() {
+    paused_leader_then_resume("ppause", "passive").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_paused_primary_fails_over_and_rejoins() {
+    paused_leader_then_resume("apause", "active").await;
+}

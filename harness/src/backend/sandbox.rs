@@ -4,8 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ pub struct SandboxBackend {
     launch: NodeLaunch,
     procs: Mutex<Vec<Option<Child>>>,
     delayer: PacketDelayer,
+    /// Whether iptables steering rules may exist (so undoing needs iptables at all).
+    steering: AtomicBool,
 }
 
 impl SandboxBackend {
@@ -57,6 +60,7 @@ impl SandboxBackend {
             launch,
             procs: Mutex::new((0..count).map(|_| None).collect()),
             delayer,
+            steering: AtomicBool::new(false),
         };
         for i in 0..count {
             backend.start(i)?;
@@ -108,6 +112,7 @@ impl SandboxBackend {
     /// Steers packets from `from` to the delayer and adds the duplication rules.
     fn install_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), String> {
         self.delayer.set(Some(fault));
+        self.steering.store(true, Ordering::SeqCst);
         let mut dup_rules = String::new();
         for &src in from {
             let saddr = self.nets[src].addr.to_string();
@@ -237,7 +242,9 @@ impl Backend for SandboxBackend {
 
     fn stop_packet_fault(&self) -> Result<(), String> {
         network::nft("table ip faultline_dup\ndelete table ip faultline_dup\n")?;
-        network::iptables(&["-F", "FORWARD"])?;
+        if self.steering.swap(false, Ordering::SeqCst) {
+            network::iptables(&["-F", "FORWARD"])?;
+        }
         self.delayer.set(None);
         Ok(())
     }
@@ -269,9 +276,4 @@ impl Drop for SandboxBackend {
     fn drop(&mut self) {
         self.teardown();
     }
-}
-
-/// The node log path for node `id` under `dir` (for error messages).
-pub fn log_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.log"))
 }

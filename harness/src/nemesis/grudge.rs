@@ -37,24 +37,17 @@ impl Grudge {
         }
         Self(grudge)
     }
+}
 
-    /// A short description for the history and the progress line, e.g. `[n1 n3] [n2]`.
-    pub fn describe(&self, components: &[Vec<usize>]) -> String {
-        let _ = self;
-        components
-            .iter()
-            .map(|c| {
-                format!(
-                    "[{}]",
-                    c.iter()
-                        .map(|n| format!("n{}", n + 1))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
+/// A short description of components for the history and the progress line, e.g.
+/// `[n1 n3] [n2]`.
+fn describe(components: &[Vec<usize>]) -> String {
+    let names = |c: &Vec<usize>| c.iter().map(|&n| name(n)).collect::<Vec<_>>().join(" ");
+    components
+        .iter()
+        .map(|c| format!("[{}]", names(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Which way to cut the cluster.
@@ -116,7 +109,7 @@ pub fn halves(n: usize, rng: &mut impl Rng) -> Plan {
     let components = vec![a.to_vec(), b.to_vec()];
     let grudge = Grudge::complete(&components);
     Plan {
-        description: grudge.describe(&components),
+        description: describe(&components),
         grudge,
     }
 }
@@ -127,7 +120,7 @@ pub fn isolate(n: usize, node: usize) -> Plan {
     let components = vec![vec![node], rest];
     let grudge = Grudge::complete(&components);
     Plan {
-        description: grudge.describe(&components),
+        description: describe(&components),
         grudge,
     }
 }

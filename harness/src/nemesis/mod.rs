@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
 use tokio::sync::watch;
@@ -84,8 +84,8 @@ pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, String> {
 #[derive(Debug)]
 enum Active {
     Partition,
-    Killed(usize),
-    Paused(usize),
+    Killed(Vec<usize>),
+    Paused(Vec<usize>),
     Packet,
 }
 
@@ -117,12 +117,14 @@ const PACKET_PROFILES: [PacketFault; 4] = [
     },
 ];
 
-/// Which node a fault targets: a fixed one, or whoever leads when it starts (`fallback`
-/// when no node names a leader).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which nodes a kill or pause targets: a fixed one, whoever leads when it starts
+/// (`fallback` when no node names a leader), or a random majority at once (Jepsen's
+/// `:majority`: the cluster loses quorum, and every member restarts or wakes together).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Node(usize),
     Leader { fallback: usize },
+    Majority(Vec<usize>),
 }
 
 /// One planned fault, before it meets the cluster.
@@ -182,12 +184,16 @@ impl Planner {
                 }
             }
             FaultKind::Kill | FaultKind::Pause => {
-                let leader = rng.random_bool(0.5);
+                let which = rng.random_range(0..3);
                 let node = rng.random_range(0..n);
-                let target = if leader {
-                    Target::Leader { fallback: node }
-                } else {
-                    Target::Node(node)
+                let mut majority: Vec<usize> = (0..n).collect();
+                majority.shuffle(rng);
+                majority.truncate(n / 2 + 1);
+                majority.sort();
+                let target = match which {
+                    0 => Target::Leader { fallback: node },
+                    1 => Target::Node(node),
+                    _ => Target::Majority(majority),
                 };
                 if kind == FaultKind::Kill {
                     Planned::Kill(target)
@@ -283,15 +289,28 @@ impl Nemesis {
             .map_err(|e| e.to_string())?
     }
 
-    /// The node a target means now, and how to name it.
-    async fn resolve(&self, target: Target) -> (usize, String) {
+    fn names(&self, nodes: &[usize]) -> String {
+        let ids: Vec<&str> = nodes
+            .iter()
+            .map(|&i| self.backend.nodes()[i].id.as_str())
+            .collect();
+        ids.join(" ")
+    }
+
+    /// The nodes a target means now, and how to name them.
+    async fn resolve(&self, target: Target) -> (Vec<usize>, String) {
+        let id = |i: usize| self.backend.nodes()[i].id.clone();
         match target {
-            Target::Node(i) => (i, self.backend.nodes()[i].id.clone()),
+            Target::Node(i) => (vec![i], id(i)),
+            Target::Majority(nodes) => {
+                let names: Vec<String> = nodes.iter().map(|&i| id(i)).collect();
+                (nodes, format!("{} (majority)", names.join(" ")))
+            }
             Target::Leader { fallback } => match self.leader().await {
-                Some(i) => (i, format!("{} (leader)", self.backend.nodes()[i].id)),
+                Some(i) => (vec![i], format!("{} (leader)", id(i))),
                 None => (
-                    fallback,
-                    format!("{} (no leader known)", self.backend.nodes()[fallback].id),
+                    vec![fallback],
+                    format!("{} (no leader known)", id(fallback)),
                 ),
             },
         }
@@ -316,16 +335,18 @@ impl Nemesis {
                 ("start-partition", description, result, Active::Partition)
             }
             Planned::Kill(target) => {
-                let (node, who) = self.resolve(target).await;
+                let (nodes, who) = self.resolve(target).await;
                 self.record(EventType::Invoke, "kill", &who);
-                let result = self.blocking(move |b| b.kill(node)).await;
-                ("kill", who, result, Active::Killed(node))
+                let targets = nodes.clone();
+                let result = self.blocking(move |b| each(&targets, |i| b.kill(i))).await;
+                ("kill", who, result, Active::Killed(nodes))
             }
             Planned::Pause(target) => {
-                let (node, who) = self.resolve(target).await;
+                let (nodes, who) = self.resolve(target).await;
                 self.record(EventType::Invoke, "pause", &who);
-                let result = self.blocking(move |b| b.pause(node)).await;
-                ("pause", who, result, Active::Paused(node))
+                let targets = nodes.clone();
+                let result = self.blocking(move |b| each(&targets, |i| b.pause(i))).await;
+                ("pause", who, result, Active::Paused(nodes))
             }
             Planned::Packet { fault, from } => {
                 let scope = if from.len() == n {
@@ -367,15 +388,15 @@ impl Nemesis {
                 "heal".to_string(),
                 self.blocking(|b| b.heal()).await,
             ),
-            Active::Killed(i) => (
+            Active::Killed(nodes) => (
                 "restart",
-                self.backend.nodes()[i].id.clone(),
-                self.blocking(move |b| b.start(i)).await,
+                self.names(&nodes),
+                self.blocking(move |b| each(&nodes, |i| b.start(i))).await,
             ),
-            Active::Paused(i) => (
+            Active::Paused(nodes) => (
                 "resume",
-                self.backend.nodes()[i].id.clone(),
-                self.blocking(move |b| b.resume(i)).await,
+                self.names(&nodes),
+                self.blocking(move |b| each(&nodes, |i| b.resume(i))).await,
             ),
             Active::Packet => (
                 "stop-packet",
@@ -406,6 +427,18 @@ impl Nemesis {
         )
         .await
     }
+}
+
+/// Applies `step` to every node, going on past failures; reports the first.
+fn each(nodes: &[usize], step: impl Fn(usize) -> Result<(), String>) -> Result<(), String> {
+    let mut first = Ok(());
+    for &i in nodes {
+        let result = step(i);
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
 }
 
 /// Asks every node who leads; the claim made by the node with the highest term wins.

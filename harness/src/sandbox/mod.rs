@@ -57,21 +57,21 @@ impl fmt::Display for SandboxError {
 }
 
 /// Tools the sandbox shells out to, with the Debian package that provides each.
-const TOOLS: [(&str, &str); 3] = [
-    ("ip", "iproute2"),
-    ("nft", "nftables"),
-    ("iptables-nft", "iptables"),
-];
+const TOOLS: [(&str, &str); 2] = [("ip", "iproute2"), ("nft", "nftables")];
+/// Needed only for packet faults: nft cannot queue packets on this kernel, iptables can.
+const PACKET_TOOL: (&str, &str) = ("iptables-nft", "iptables");
 
 /// Absolute paths of the tools, found once by `preflight` (before the fork, so the
 /// sandboxed child inherits them). Absolute because `ip` and `nft` live in `/usr/sbin`,
 /// which an ordinary user's PATH often lacks.
 static TOOL_PATHS: OnceLock<Vec<(&'static str, PathBuf)>> = OnceLock::new();
 
-/// Checks the tools the sandbox needs are installed and remembers where.
-pub fn preflight() -> Result<(), SandboxError> {
+/// Checks the tools the sandbox needs (with `packet_faults`, also for packet faults) are
+/// installed and remembers where.
+pub fn preflight(packet_faults: bool) -> Result<(), SandboxError> {
     let mut found = Vec::new();
-    for (tool, package) in TOOLS {
+    let packet = packet_faults.then_some(PACKET_TOOL);
+    for (tool, package) in TOOLS.into_iter().chain(packet) {
         match find_on_path(tool) {
             Some(path) => found.push((tool, path)),
             None => return Err(SandboxError::MissingTool { tool, package }),
