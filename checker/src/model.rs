@@ -33,6 +33,20 @@ pub trait Model: Sync {
     fn describe(&self, state: &Self::State) -> String;
     /// Whether the model knows this kind of op (checked before the search starts).
     fn supports(&self, action: &Action) -> bool;
+
+    /// For a read that is illegal in `state`: could it become legal after more ops, none of
+    /// which [`resets`](Model::resets) the state? `false` lets the search give up on a node
+    /// at once (e.g. kv: appends only extend a string, so a get of a string the state is not
+    /// a prefix of stays illegal). The default, `true`, never prunes.
+    fn may_become_legal(&self, _state: &Self::State, _read: &Op) -> bool {
+        true
+    }
+
+    /// Whether an op can take the state somewhere [`may_become_legal`](Model::may_become_legal)
+    /// did not account for (kv: a put).
+    fn resets(&self, _op: &Op) -> bool {
+        true
+    }
 }
 
 /// A 64-bit finalizer (MurmurHash3's): spreads the bits of a hash or an integer.

@@ -30,8 +30,8 @@
 //!   state's hash; bitsets and states are compared only when hashes match. Entries live in
 //!   flat arenas.
 //!
-//! Three cuts on top of Porcupine's search, each sound because it only skips nodes whose
-//! success would imply the success of a node that is explored anyway:
+//! Four cuts on top of Porcupine's search, each sound because it only skips nodes from which
+//! no valid order exists, or whose success would imply the success of a node explored anyway:
 //! - **Reads first, and forced.** A read that is legal now leaves the state as it is, and
 //!   any valid order that puts it later stays valid with it moved here (nothing it must
 //!   follow is still pending, or its call would come after a pending return). So at each
@@ -43,6 +43,11 @@
 //!   still happen later or never. So a node (definite set D, info set I, state s) is cut
 //!   when the memo holds (D, I', s) with I' ⊆ I: the memo keeps, per (D, s), the info sets
 //!   seen. Without this, k pending info ops multiply the nodes by up to 2^k.
+//! - **Hopeless reads.** A read that is illegal now still has to be placed before its
+//!   return. If the model says it cannot become legal without a reset
+//!   ([`Model::may_become_legal`]) and none of the ops that may still go before that return
+//!   resets its key ([`Model::resets`]), the node is a dead end at once. For kv (appends only
+//!   extend a string) this cuts every order of pending appends after a wrong one.
 //!
 //! The search succeeds when every definite op is linearized. It fails when it has to
 //! backtrack past the first op: every order died at some return entry. The deepest stack
@@ -432,6 +437,10 @@ impl<'a, M: Model> Search<'a, M> {
                 Cursor::Reads(e) => {
                     match self.try_linearize(e, Choice::Forced, limits.memo_bytes) {
                         Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                        Attempt::Illegal if self.read_is_hopeless(self.entry_match[e as usize]) => {
+                            self.note_dead_end(self.entry_match[e as usize]);
+                            Cursor::Backtrack
+                        }
                         Attempt::Illegal => Cursor::Reads(self.next[e as usize]),
                         // The node after this read was a dead end, so this node is one too.
                         Attempt::Seen => Cursor::Backtrack,
@@ -486,6 +495,36 @@ impl<'a, M: Model> Search<'a, M> {
                 }
             };
         }
+    }
+
+    /// For a read that is illegal now, with return entry `r`: if no op that may still be
+    /// linearized before `r` (called before it and not yet linearized) resets the read's key,
+    /// and the model says the read cannot become legal without a reset, the node is a dead
+    /// end: the read has to be placed before `r` and nothing can make it fit.
+    fn read_is_hopeless(&self, r: u32) -> bool {
+        let read = self.ops[self.entry_op[r as usize] as usize];
+        if !read.action.is_read_only() || self.model.may_become_legal(&self.state, read) {
+            return false;
+        }
+        let resets = |e: u32| {
+            let op = self.ops[self.entry_op[e as usize] as usize];
+            op.key == read.key && self.model.resets(op)
+        };
+        let mut e = self.next[MAIN_HEAD as usize];
+        while e != r {
+            if !self.entry_is_return[e as usize] && resets(e) {
+                return false;
+            }
+            e = self.next[e as usize];
+        }
+        let mut e = self.next[INFO_HEAD as usize];
+        while e != NIL && e < r {
+            if resets(e) {
+                return false;
+            }
+            e = self.next[e as usize];
+        }
+        true
     }
 
     fn give_up(&mut self, reason: GiveUp, limits: &Limits) -> Progress {

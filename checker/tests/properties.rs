@@ -88,6 +88,42 @@ fn op_strategy(keys: u32) -> impl Strategy<Value = Op> {
         })
 }
 
+/// One random kv op on short strings, so gets often match some order of puts and appends.
+fn kv_op_strategy() -> impl Strategy<Value = Op> {
+    let text = prop_oneof![Just("a"), Just("b"), Just("ab")].prop_map(|t| Value::Str(t.into()));
+    let read = prop_oneof![
+        Just(""),
+        Just("a"),
+        Just("b"),
+        Just("ab"),
+        Just("ba"),
+        Just("aab"),
+        Just("abb")
+    ]
+    .prop_map(|t| Value::Str(t.into()));
+    let action = prop_oneof![
+        Just(Action::Get),
+        text.clone().prop_map(Action::Put),
+        text.prop_map(Action::Append),
+    ];
+    (action, read, 0u64..12, 0u64..6, prop::bool::weighted(0.2)).prop_map(
+        |(action, read, call, duration, info)| Op {
+            process: 0,
+            key: Some(0),
+            outcome: match (&action, info) {
+                (_, true) => Outcome::Unknown,
+                (Action::Get, false) => Outcome::Read(read),
+                _ => Outcome::Ok,
+            },
+            action,
+            call,
+            ret: (!info).then_some(call + duration),
+            call_line: 0,
+            ret_line: None,
+        },
+    )
+}
+
 fn history(mut ops: Vec<Op>, keys: u32) -> History {
     ops.sort_by_key(|o| o.call);
     for (i, op) in ops.iter_mut().enumerate() {
@@ -129,6 +165,17 @@ proptest! {
         let single = History { keys: Vec::new(), ops: h.ops.iter().cloned().map(|mut o| { o.key = None; o }).collect(), ..h.clone() };
         let got = check_history(&single, ModelKind::CasRegister, &CheckOptions::default()).unwrap();
         prop_assert_eq!(got.verdict, expected);
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_kv(ops in prop::collection::vec(kv_op_strategy(), 1..=8)) {
+        let h = history(ops, 1);
+        let expected = if brute_force(&Kv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
+        for partition in [true, false] {
+            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let got = check_history(&h, ModelKind::Kv, &opts).unwrap();
+            prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
+        }
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 30.0)]
     pub time_limit: f64,
 
-    /// Faults to inject: comma list of partition, kill, pause, packet; or all, or none.
+    /// Faults to inject: comma list of partition, isolate-leader, kill, pause, packet; or all
+    /// (the four families), or none.
     #[arg(long, value_name = "LIST", default_value = "partition")]
     pub nemesis: String,
 

@@ -265,7 +265,7 @@ impl Vr {
                 .entries
                 .last()
                 .map_or(offer.base_term.unwrap(), |e| e.term);
-            if false && (last_term, last_index) > best.map_or(mine, |b| (b.0, b.1)) {
+            if (last_term, last_index) > best.map_or(mine, |b| (b.0, b.1)) {
                 best = Some((last_term, last_index, from));
             }
         }
@@ -757,7 +757,10 @@ mod tests {
                 Vr::restore(id.into(), peers, Bugs::default(), TIMING, seed, hard, log)
             });
         }
-        assert!(answered > 1000, "too little progress to mean anything: {answered}");
+        assert!(
+            answered > 1000,
+            "too little progress to mean anything: {answered}"
+        );
     }
 
     const TIMING: Timing = Timing {

@@ -5,8 +5,9 @@
 //! a reply that grants a vote or acknowledges entries is only sent once they are durable.
 //!
 //! - Leader election with randomized timeouts; votes only for an up-to-date log (§5.2,
-//!   §5.4.1). A node that heard from a live leader within the minimum election timeout
-//!   ignores vote requests (thesis §4.2.3), so a rejoining node does not depose it.
+//!   §5.4.1). A pre-vote round (thesis §9.6) comes first, and a node that heard from a
+//!   live leader within the minimum election timeout refuses (pre-)votes (§4.2.3), so a
+//!   node returning from a partition does not depose a healthy leader.
 //! - Replication with the consistency check (§5.3), at most one append in flight per
 //!   follower: entries proposed meanwhile travel together in the next one, which is what
 //!   batches replication (and the fsync) under load.
@@ -62,6 +63,18 @@ pub enum RaftMsg {
         term: u64,
         granted: bool,
     },
+    /// Pre-vote (thesis §9.6): "would you vote for me in `term`?" Changes no state, so a
+    /// node cut off from the cluster cannot inflate its term and depose the leader when
+    /// it returns.
+    PreVote {
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteReply {
+        term: u64,
+        granted: bool,
+    },
     /// ReadIndex confirmation: "do you still follow me in `term`?" Carries no entries, so
     /// it is answered without waiting for the disk.
     ReadProbe {
@@ -78,6 +91,7 @@ pub enum RaftMsg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Follower,
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -215,6 +229,51 @@ impl Raft {
         self.leader = leader;
         self.votes.clear();
         self.reset_election_timer();
+    }
+
+    /// Election timeout: first ask whether a majority would vote for us at all.
+    fn pre_campaign(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.id.clone()]);
+        self.reset_election_timer();
+        if self.votes.len() >= majority(self.cluster_size()) {
+            self.campaign();
+            return;
+        }
+        for peer in self.peers.clone() {
+            self.outbox.push((
+                peer,
+                RaftMsg::PreVote {
+                    term: self.term + 1,
+                    last_index: self.log.last_index(),
+                    last_term: self.log.last_term(),
+                },
+            ));
+        }
+    }
+
+    fn on_pre_vote(&mut self, term: u64, last_index: u64, last_term: u64) -> RaftMsg {
+        let granted = term > self.term
+            && !self.leader_is_live()
+            && self.log.is_behind_or_equal(last_index, last_term);
+        RaftMsg::PreVoteReply {
+            term: self.term,
+            granted,
+        }
+    }
+
+    fn on_pre_vote_reply(&mut self, from: &str, term: u64, granted: bool) {
+        if term > self.term && !granted {
+            self.become_follower(term, None);
+            return;
+        }
+        if self.role == Role::PreCandidate && granted {
+            self.votes.insert(from.to_string());
+            if self.votes.len() >= majority(self.cluster_size()) {
+                self.campaign();
+            }
+        }
     }
 
     fn campaign(&mut self) {
@@ -525,6 +584,8 @@ impl Machine for Raft {
             RaftMsg::AppendReply { .. } => "append_reply",
             RaftMsg::Vote { .. } => "vote",
             RaftMsg::VoteReply { .. } => "vote_reply",
+            RaftMsg::PreVote { .. } => "pre_vote",
+            RaftMsg::PreVoteReply { .. } => "pre_vote_reply",
             RaftMsg::ReadProbe { .. } => "read_probe",
             RaftMsg::ReadAck { .. } => "read_ack",
         }
@@ -535,7 +596,11 @@ impl Machine for Raft {
         // `Log::stable`); acknowledgements and votes must not precede ours.
         !matches!(
             msg,
-            RaftMsg::Append { .. } | RaftMsg::ReadProbe { .. } | RaftMsg::ReadAck { .. }
+            RaftMsg::Append { .. }
+                | RaftMsg::ReadProbe { .. }
+                | RaftMsg::ReadAck { .. }
+                | RaftMsg::PreVote { .. }
+                | RaftMsg::PreVoteReply { .. }
         )
     }
 
@@ -557,9 +622,9 @@ impl Machine for Raft {
                     }
                 }
             }
-            Role::Follower | Role::Candidate => {
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if self.now >= self.election_deadline {
-                    self.campaign();
+                    self.pre_campaign();
                 }
             }
         }
@@ -595,6 +660,15 @@ impl Machine for Raft {
             }
             RaftMsg::VoteReply { term, granted } => {
                 self.on_vote_reply(from, term, granted);
+                None
+            }
+            RaftMsg::PreVote {
+                term,
+                last_index,
+                last_term,
+            } => Some(self.on_pre_vote(term, last_index, last_term)),
+            RaftMsg::PreVoteReply { term, granted } => {
+                self.on_pre_vote_reply(from, term, granted);
                 None
             }
             RaftMsg::ReadProbe { term, round } => Some(self.on_read_probe(from, term, round)),
@@ -704,6 +778,7 @@ impl Machine for Raft {
         Status {
             role: match self.role {
                 Role::Follower => "follower",
+                Role::PreCandidate => "pre-candidate",
                 Role::Candidate => "candidate",
                 Role::Leader => "leader",
             },
@@ -746,7 +821,10 @@ mod tests {
                 Raft::restore(id.into(), peers, Bugs::default(), TIMING, seed, hard, log)
             });
         }
-        assert!(answered > 1000, "too little progress to mean anything: {answered}");
+        assert!(
+            answered > 1000,
+            "too little progress to mean anything: {answered}"
+        );
     }
 
     /// The chaos check can fail: with fencing off, a deposed leader overwrites committed
@@ -857,6 +935,25 @@ mod tests {
             assert_eq!(r.store.get("k"), Some(Value::Int(2)), "{}", r.id);
         }
         assert!(!net.replies.iter().any(|(_, id, _)| id.n == 1));
+    }
+
+    #[test]
+    fn returning_partitioned_follower_does_not_depose_the_leader() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let term = net.nodes[&l].term;
+        let f = net.nodes.keys().find(|k| **k != l).unwrap().clone();
+        net.isolate(&f);
+        net.run(200);
+        assert_eq!(
+            net.nodes[&f].term, term,
+            "pre-vote keeps a cut-off node's term"
+        );
+        net.heal();
+        net.run(30);
+        assert_eq!(net.leaders(), vec![l.clone()]);
+        assert!(net.nodes.values().all(|r| r.term == term));
     }
 
     #[test]

@@ -145,10 +145,17 @@ pub mod chaos {
         let peers_of = |id: &str| ids.iter().filter(|p| *p != id).cloned().collect::<Vec<_>>();
         let mut nodes: BTreeMap<NodeId, M> = ids
             .iter()
-            .map(|id| (id.clone(), make(id, peers_of(id), HardState::default(), vec![], rng.random())))
+            .map(|id| {
+                (
+                    id.clone(),
+                    make(id, peers_of(id), HardState::default(), vec![], rng.random()),
+                )
+            })
             .collect();
-        let mut durable: BTreeMap<NodeId, Durable> =
-            ids.iter().map(|id| (id.clone(), Durable::default())).collect();
+        let mut durable: BTreeMap<NodeId, Durable> = ids
+            .iter()
+            .map(|id| (id.clone(), Durable::default()))
+            .collect();
         let mut down: BTreeMap<NodeId, bool> = ids.iter().map(|id| (id.clone(), false)).collect();
         // In flight: (from, to, msg, whether it is a reply).
         let mut wire: VecDeque<(NodeId, NodeId, M::Msg, bool)> = VecDeque::new();
@@ -173,7 +180,10 @@ pub mod chaos {
                         let key = format!("k{}", rng.random_range(0..3));
                         let op = match rng.random_range(0..3) {
                             0 => Op::Get { key },
-                            1 => Op::Put { key, value: Value::Int(counter as i64) },
+                            1 => Op::Put {
+                                key,
+                                value: Value::Int(counter as i64),
+                            },
                             _ => Op::Cas {
                                 key,
                                 from: Value::Int(rng.random_range(0..counter as i64)),
@@ -181,8 +191,15 @@ pub mod chaos {
                             },
                         };
                         let req = Request {
-                            id: RequestId { node: id.clone(), n: counter },
-                            cmd: Command { op, client: None, seq: None },
+                            id: RequestId {
+                                node: id.clone(),
+                                n: counter,
+                            },
+                            cmd: Command {
+                                op,
+                                client: None,
+                                seq: None,
+                            },
                         };
                         let _ = nodes.get_mut(id).unwrap().client(req);
                     }
@@ -191,7 +208,11 @@ pub mod chaos {
                     // Partition one node away, or heal.
                     if cut.is_empty() {
                         let a = ids[rng.random_range(0..n)].clone();
-                        cut = ids.iter().filter(|b| **b != a).map(|b| (a.clone(), b.clone())).collect();
+                        cut = ids
+                            .iter()
+                            .filter(|b| **b != a)
+                            .map(|b| (a.clone(), b.clone()))
+                            .collect();
                     } else {
                         cut.clear();
                     }
@@ -202,7 +223,10 @@ pub mod chaos {
                     let downs = down.values().filter(|d| **d).count();
                     if down[&id] {
                         let d = durable[&id].clone();
-                        nodes.insert(id.clone(), make(&id, peers_of(&id), d.hard, d.log, rng.random()));
+                        nodes.insert(
+                            id.clone(),
+                            make(&id, peers_of(&id), d.hard, d.log, rng.random()),
+                        );
                         down.insert(id, false);
                     } else if downs < (n - 1) / 2 {
                         down.insert(id, true);
@@ -213,7 +237,9 @@ pub mod chaos {
                     if !wire.is_empty() {
                         let k = rng.random_range(0..wire.len());
                         let (from, to, msg, is_reply) = wire.remove(k).unwrap();
-                        let blocked = cut.iter().any(|(a, b)| (*a == from && *b == to) || (*a == to && *b == from));
+                        let blocked = cut
+                            .iter()
+                            .any(|(a, b)| (*a == from && *b == to) || (*a == to && *b == from));
                         let lost = rng.random_range(0..100) < 5;
                         if down[&to] || blocked || lost {
                             if !down[&from] {
@@ -259,9 +285,13 @@ pub mod chaos {
                 }
                 let log = m.log();
                 for i in 1..=m.commit() {
-                    let e = log.entry(i).unwrap_or_else(|| panic!("seed {seed}: {id} commit {} beyond log", m.commit()));
+                    let e = log.entry(i).unwrap_or_else(|| {
+                        panic!("seed {seed}: {id} commit {} beyond log", m.commit())
+                    });
                     match committed.get(&i) {
-                        Some(c) => assert_eq!(c, e, "seed {seed}: {id} disagrees at committed index {i}"),
+                        Some(c) => {
+                            assert_eq!(c, e, "seed {seed}: {id} disagrees at committed index {i}")
+                        }
                         None => {
                             committed.insert(i, e.clone());
                         }

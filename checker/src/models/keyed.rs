@@ -84,4 +84,13 @@ impl<M: Model> Model for Keyed<M> {
     fn supports(&self, action: &Action) -> bool {
         self.inner.supports(action)
     }
+
+    fn may_become_legal(&self, state: &Self::State, read: &Op) -> bool {
+        let k = read.key.unwrap_or(0) as usize;
+        self.inner.may_become_legal(&state.objects[k], read)
+    }
+
+    fn resets(&self, op: &Op) -> bool {
+        self.inner.resets(op)
+    }
 }

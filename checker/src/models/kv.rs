@@ -100,6 +100,21 @@ impl KvState {
         }
     }
 
+    /// Whether this state is a prefix of `s`.
+    fn is_prefix_of(&self, s: &str) -> bool {
+        if self.len > s.len() {
+            return false;
+        }
+        let mut rest = &s.as_bytes()[..self.len];
+        for chunk in self.chunks() {
+            let Some(head) = rest.strip_suffix(chunk.as_bytes()) else {
+                return false;
+            };
+            rest = head;
+        }
+        rest.is_empty()
+    }
+
     /// Whether this state holds exactly `s`, comparing from the end.
     fn holds(&self, s: &str) -> bool {
         if self.len != s.len() {
@@ -208,6 +223,19 @@ impl Model for Kv {
     fn supports(&self, action: &Action) -> bool {
         matches!(action, Action::Get | Action::Put(_) | Action::Append(_))
     }
+
+    /// Appends only extend the string: a get can become legal only if the state is a prefix
+    /// of what it read.
+    fn may_become_legal(&self, state: &KvState, read: &Op) -> bool {
+        match (&read.action, &read.outcome) {
+            (Action::Get, Outcome::Read(v)) => state.is_prefix_of(&text(v)),
+            _ => true,
+        }
+    }
+
+    fn resets(&self, op: &Op) -> bool {
+        matches!(op.action, Action::Put(_))
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +257,9 @@ mod tests {
         assert!(a.holds("abcde"));
         assert!(!a.holds("abcdx"));
         assert!(!a.holds("abcd"));
+        assert!(a.is_prefix_of("abcde") && a.is_prefix_of("abcdefg"));
+        assert!(!a.is_prefix_of("abcd") && !a.is_prefix_of("abXdef"));
+        assert!(KvState::default().is_prefix_of(""));
         assert_eq!(a.text(), "abcde");
         assert_eq!(KvState::default(), KvState::put(s("")));
     }

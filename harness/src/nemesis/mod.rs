@@ -32,17 +32,29 @@ use packet::PacketFault;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
     Partition,
+    /// Only the "isolate the current leader" partition: the fault that exposes most
+    /// leader-side bugs (a deposed leader that still answers).
+    IsolateLeader,
     Kill,
     Pause,
     Packet,
 }
 
 impl FaultKind {
+    /// What `all` means (`isolate-leader` is already one of partition's shapes).
     pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
+    const NAMED: [FaultKind; 5] = [
+        Self::Partition,
+        Self::IsolateLeader,
+        Self::Kill,
+        Self::Pause,
+        Self::Packet,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Partition => "partition",
+            Self::IsolateLeader => "isolate-leader",
             Self::Kill => "kill",
             Self::Pause => "pause",
             Self::Packet => "packet",
@@ -54,12 +66,12 @@ impl FromStr for FaultKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
+        Self::NAMED
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown nemesis `{s}` (expected partition, kill, pause, packet, all or none)"
+                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, pause, packet, all or none)"
                 )
             })
     }
@@ -167,6 +179,11 @@ impl Planner {
         let rng = &mut self.rng;
         let kind = *self.kinds.choose(rng)?;
         Some(match kind {
+            FaultKind::IsolateLeader => Planned::Partition {
+                kind: PartitionKind::IsolateLeader,
+                plan: None,
+                fallback: rng.random_range(0..n),
+            },
             FaultKind::Partition => {
                 let how = *PartitionKind::ALL.choose(rng).expect("non-empty");
                 let fallback = rng.random_range(0..n);
@@ -489,6 +506,19 @@ mod tests {
     }
 
     #[test]
+    fn isolate_leader_always_plans_the_leader_cut() {
+        let plans = schedule(8, &[FaultKind::IsolateLeader]);
+        assert!(plans.iter().all(|p| matches!(
+            p,
+            Planned::Partition {
+                kind: PartitionKind::IsolateLeader,
+                plan: None,
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn partition_plans_cover_every_kind() {
         let plans = schedule(5, &[FaultKind::Partition]);
         for kind in PartitionKind::ALL {
@@ -509,6 +539,10 @@ mod tests {
         );
         assert_eq!(parse_list("all").unwrap(), FaultKind::ALL.to_vec());
         assert!(parse_list("none").unwrap().is_empty());
+        assert_eq!(
+            parse_list("isolate-leader").unwrap(),
+            vec![FaultKind::IsolateLeader]
+        );
         assert!(parse_list("partition,flood").unwrap_err().contains("flood"));
     }
 }
