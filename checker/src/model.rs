@@ -47,6 +47,12 @@ pub trait Model: Sync {
     fn resets(&self, _op: &Op) -> bool {
         true
     }
+
+    /// For a `reset` op: could `read` become legal some time after it (kv: the put's value is
+    /// a prefix of what the get returned)? The default, `true`, never prunes.
+    fn may_become_legal_after(&self, _reset: &Op, _read: &Op) -> bool {
+        true
+    }
 }
 
 /// A 64-bit finalizer (MurmurHash3's): spreads the bits of a hash or an integer.

@@ -46,8 +46,10 @@
 //! - **Hopeless reads.** A read that is illegal now still has to be placed before its
 //!   return. If the model says it cannot become legal without a reset
 //!   ([`Model::may_become_legal`]) and none of the ops that may still go before that return
-//!   resets its key ([`Model::resets`]), the node is a dead end at once. For kv (appends only
-//!   extend a string) this cuts every order of pending appends after a wrong one.
+//!   is a reset of its key after which it could ([`Model::resets`],
+//!   [`Model::may_become_legal_after`]), the node is a dead end at once. For kv (appends only
+//!   extend a string; a put helps only if its value starts the string read) this cuts every
+//!   order of pending appends after a wrong one.
 //!
 //! The search succeeds when every definite op is linearized. It fails when it has to
 //! backtrack past the first op: every order died at some return entry. The deepest stack
@@ -497,10 +499,11 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    /// For a read that is illegal now, with return entry `r`: if no op that may still be
-    /// linearized before `r` (called before it and not yet linearized) resets the read's key,
-    /// and the model says the read cannot become legal without a reset, the node is a dead
-    /// end: the read has to be placed before `r` and nothing can make it fit.
+    /// For a read that is illegal now, with return entry `r`: if the model says the read
+    /// cannot become legal without a reset, and no op that may still be linearized before
+    /// `r` (called before it and not yet linearized) is a reset of the read's key after which
+    /// it could, the node is a dead end: the read has to be placed before `r` and nothing
+    /// can make it fit.
     fn read_is_hopeless(&self, r: u32) -> bool {
         let read = self.ops[self.entry_op[r as usize] as usize];
         if !read.action.is_read_only() || self.model.may_become_legal(&self.state, read) {
@@ -508,7 +511,9 @@ impl<'a, M: Model> Search<'a, M> {
         }
         let resets = |e: u32| {
             let op = self.ops[self.entry_op[e as usize] as usize];
-            op.key == read.key && self.model.resets(op)
+            op.key == read.key
+                && self.model.resets(op)
+                && self.model.may_become_legal_after(op, read)
         };
         let mut e = self.next[MAIN_HEAD as usize];
         while e != r {

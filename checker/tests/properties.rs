@@ -233,7 +233,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
     #[test]
-    fn simulated_kv_histories_are_valid(seed in any::<u64>(), processes in 1usize..8, keys in 1usize..4, info in 0.0f64..0.03) {
+    fn simulated_kv_histories_are_valid(seed in any::<u64>(), processes in 1usize..8, keys in 1usize..4, info in 0.0f64..0.06) {
         let sim = Simulation {
             workload: Workload::Kv,
             processes,

@@ -71,6 +71,11 @@ pub struct NodeArgs {
     /// Largest request body accepted (413 above it).
     #[arg(long, env = "FAULTLINE_MAX_BODY_BYTES", default_value_t = 65536)]
     pub max_body_bytes: usize,
+    /// Tokio worker threads. One by default: the protocol loop is one task anyway, and
+    /// on a small machine running several nodes, extra workers mostly add cross-thread
+    /// wake-ups (measured in nodes/README.md, Performance).
+    #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
 }
 
 /// Settings after validation.

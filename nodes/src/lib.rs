@@ -53,6 +53,7 @@ use crate::transport::Transport;
 /// Runs a node until it is stopped; returns the process exit code: 0 after SIGINT or
 /// SIGTERM, 1 when it cannot run (port taken, data dir unusable), 2 for bad flags.
 pub fn run(args: NodeArgs) -> i32 {
+    let workers = args.worker_threads;
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -67,6 +68,7 @@ pub fn run(args: NodeArgs) -> i32 {
         .with_writer(std::io::stderr)
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(workers))
         .enable_all()
         .build()
     {

@@ -737,12 +737,16 @@ impl Machine for Raft {
                 self.round += 1;
                 self.round_wanted = false;
                 self.probe_sent_at = Some(self.now);
+                let last_index = self.log.last_index();
                 for peer in self.peers.clone() {
-                    let backoff = self
-                        .progress
-                        .get(&peer)
-                        .is_some_and(|p| self.now < p.retry_after);
-                    if !backoff {
+                    let Some(p) = self.progress.get(&peer) else {
+                        continue;
+                    };
+                    let backoff = self.now < p.retry_after;
+                    // An append that goes out below, in this same batch, carries the new
+                    // round and its reply acknowledges it: no separate probe needed.
+                    let appends_now = p.next <= last_index && p.can_send(self.now, true);
+                    if !backoff && !appends_now {
                         let probe = RaftMsg::ReadProbe {
                             term: self.term,
                             round: self.round,

@@ -3,8 +3,11 @@
 //! they travel goes out together in the next one (that is what batches replication), yet
 //! a slow fsync at the follower does not stall the pipe.
 
-/// Appends in flight per follower.
-pub const MAX_INFLIGHT: u32 = 2;
+/// Appends in flight per follower. One: with two, a busy leader split what queued into
+/// twice as many small appends (and follower fsyncs) for no gain in throughput; with one,
+/// everything proposed during a round trip rides in the next append (nodes/README.md,
+/// Performance, has the figures).
+pub const MAX_INFLIGHT: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct Progress {

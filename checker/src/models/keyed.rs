@@ -93,4 +93,8 @@ impl<M: Model> Model for Keyed<M> {
     fn resets(&self, op: &Op) -> bool {
         self.inner.resets(op)
     }
+
+    fn may_become_legal_after(&self, reset: &Op, read: &Op) -> bool {
+        self.inner.may_become_legal_after(reset, read)
+    }
 }

@@ -236,6 +236,13 @@ impl Model for Kv {
     fn resets(&self, op: &Op) -> bool {
         matches!(op.action, Action::Put(_))
     }
+
+    fn may_become_legal_after(&self, reset: &Op, read: &Op) -> bool {
+        match (&reset.action, &read.action, &read.outcome) {
+            (Action::Put(p), Action::Get, Outcome::Read(v)) => text(v).starts_with(&*text(p)),
+            _ => true,
+        }
+    }
 }
 
 #[cfg(test)]
