@@ -16,6 +16,8 @@
 //! - `scheduler` — runs the parts' searches time-sliced on all cores.
 //! - `report` — the result of a check, as text and JSON; `visualize` — as HTML.
 //! - `simulate` — histories of simulated concurrent clients, for tests and benchmarks.
+//! - `snapshot` — consistency of collected global snapshots (Chandy–Lamport and the
+//!   wall-clock algorithm): data model, the four rules, reports, a protocol simulator.
 //! - `cli` — `faultline check`.
 
 pub mod cli;
@@ -28,6 +30,7 @@ pub mod report;
 pub mod scheduler;
 pub mod search;
 pub mod simulate;
+pub mod snapshot;
 pub mod visualize;
 
 pub use error::Error;

@@ -213,6 +213,11 @@ impl<M: Machine> Node<M> {
                 );
             }
         }
+        if forwarded_by.is_none() {
+            if let Some(leader) = self.known_leader_elsewhere() {
+                return self.forward(&leader, cmd).await;
+            }
+        }
         let req = Request {
             id: RequestId {
                 node: self.config.id.clone(),
@@ -289,6 +294,22 @@ impl<M: Machine> Node<M> {
                 ),
             ),
         }
+    }
+
+    /// The leader, when this node is a passive-mode follower that knows it: the request
+    /// goes straight there, saving a round trip through the protocol loop only to be told
+    /// "not the leader". Safe however stale the status is, since the leader decides; if
+    /// it no longer leads, it refuses the forwarded request as definitely not applied.
+    fn known_leader_elsewhere(&self) -> Option<NodeId> {
+        let status = self.status.borrow();
+        if status.role != "follower" {
+            return None;
+        }
+        status
+            .leader
+            .as_ref()
+            .filter(|l| **l != self.config.id)
+            .cloned()
     }
 
     /// Passes the request on to the leader and its answer back unchanged.

@@ -71,10 +71,8 @@ pub struct NodeArgs {
     /// Largest request body accepted (413 above it).
     #[arg(long, env = "FAULTLINE_MAX_BODY_BYTES", default_value_t = 65536)]
     pub max_body_bytes: usize,
-    /// Tokio worker threads. One by default: the protocol loop is one task anyway, and
-    /// on a small machine running several nodes, extra workers mostly add cross-thread
-    /// wake-ups (measured in nodes/README.md, Performance).
-    #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Tokio worker threads; 0 (the default) means one per CPU core.
+    #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: u16,
 }
 

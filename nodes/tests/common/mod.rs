@@ -33,7 +33,7 @@ pub fn args(
         peer_timeout_ms: 300,
         request_timeout_ms: 1500,
         max_body_bytes: 4096,
-        worker_threads: 1,
+        worker_threads: 0,
     }
 }
 
