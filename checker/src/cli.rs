@@ -2,13 +2,20 @@
 //!
 //! Exit status: 0 every history valid, 1 some invalid, 2 some unknown (none invalid), 3 bad
 //! usage or bad input (one line on stderr naming file, line and problem).
+//!
+//! A snapshots file (JSON Lines of `snapshot::Snapshot`, recognised by its first line when
+//! neither --model nor --format is given) is judged by the snapshot checker instead: a
+//! consistent snapshot counts as valid, an inconsistent one as invalid, an incomplete one
+//! as unknown.
 
 use crate::formats::{self, Format};
 use crate::report::{CheckReport, Verdict};
+use crate::snapshot::{self, Outcome, SnapshotsReport};
 use crate::{check_file, CheckOptions, ModelKind};
 use clap::Args;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Exit status for bad usage or bad input.
@@ -50,7 +57,44 @@ pub struct CheckArgs {
 struct JsonOutput<'a> {
     verdict: Option<Verdict>,
     reports: &'a [CheckReport],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    snapshots: &'a [SnapshotsFile],
     errors: &'a [String],
+}
+
+#[derive(Serialize)]
+struct SnapshotsFile {
+    file: String,
+    #[serde(flatten)]
+    report: SnapshotsReport,
+}
+
+/// Whether the file's first non-blank line is a snapshot object (it has `initiator` and
+/// `checkpoints`, which no history event has). Only that line is read.
+fn is_snapshots_file(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let first = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| !l.trim().is_empty());
+    first
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .is_some_and(|v| v.get("initiator").is_some() && v.get("checkpoints").is_some())
+}
+
+fn check_snapshots_file(path: &Path) -> Result<SnapshotsReport, crate::Error> {
+    let snapshots = snapshot::read_snapshots(path)?;
+    snapshot::check_snapshots(&snapshots).map_err(|p| crate::Error::history(path, p))
+}
+
+fn snapshot_verdict(outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Consistent => Verdict::Valid,
+        Outcome::Inconsistent => Verdict::Invalid,
+        Outcome::Incomplete => Verdict::Unknown,
+    }
 }
 
 /// Runs the command; returns the process exit code.
@@ -72,8 +116,27 @@ pub fn run(args: CheckArgs) -> i32 {
         partition: !args.no_partition,
     };
     let mut reports = Vec::new();
+    let mut snapshot_files = Vec::new();
     let mut errors = Vec::new();
     for file in &args.files {
+        if args.model.is_none() && args.format.is_none() && is_snapshots_file(file) {
+            match check_snapshots_file(file) {
+                Ok(report) => {
+                    if !args.json {
+                        print!("{}: {}", file.display(), report.to_text());
+                    }
+                    snapshot_files.push(SnapshotsFile {
+                        file: file.display().to_string(),
+                        report,
+                    });
+                }
+                Err(e) => {
+                    eprintln!("faultline check: {e}");
+                    errors.push(e.to_string());
+                }
+            }
+            continue;
+        }
         match check_file(file, args.format, args.model, &opts) {
             Ok(report) => {
                 if !args.json {
@@ -87,15 +150,19 @@ pub fn run(args: CheckArgs) -> i32 {
             }
         }
     }
-    let verdict = (!reports.is_empty()).then(|| {
-        reports
+    let verdict = (!reports.is_empty() || !snapshot_files.is_empty()).then(|| {
+        let v = reports
             .iter()
-            .fold(Verdict::Valid, |v, r| v.merge(r.verdict))
+            .fold(Verdict::Valid, |v, r| v.merge(r.verdict));
+        snapshot_files
+            .iter()
+            .fold(v, |v, s| v.merge(snapshot_verdict(s.report.outcome())))
     });
     if args.json {
         let out = JsonOutput {
             verdict,
             reports: &reports,
+            snapshots: &snapshot_files,
             errors: &errors,
         };
         match serde_json::to_string_pretty(&out) {
@@ -107,7 +174,20 @@ pub fn run(args: CheckArgs) -> i32 {
         }
     }
     if let Some(path) = &args.html {
-        if let Err(e) = std::fs::write(path, crate::visualize::page(&reports)) {
+        let fragments: String = snapshot_files
+            .iter()
+            .map(|s| s.report.to_html_fragment())
+            .collect();
+        let page = if reports.is_empty() {
+            // Only snapshots: the history page's overall badge would say nothing true.
+            format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>faultline check: snapshots</title></head><body style=\"font:14px system-ui,sans-serif;margin:24px\">{fragments}</body></html>\n")
+        } else {
+            let mut page = crate::visualize::page(&reports);
+            let at = page.rfind("</body>").unwrap_or(page.len());
+            page.insert_str(at, &fragments);
+            page
+        };
+        if let Err(e) = std::fs::write(path, page) {
             eprintln!("faultline check: {}: {e}", path.display());
             return EXIT_BAD_INPUT;
         }

@@ -524,3 +524,53 @@ fn crashed_node_makes_snapshots_incomplete_and_the_run_goes_on() {
     }
     assert_eq!(report.summary.inconsistent, 0, "{}", report.to_text());
 }
+
+/// `faultline check` recognises a snapshots file and exits 0 / 1 / 2 for consistent /
+/// inconsistent / incomplete; bad snapshot lines exit 3.
+#[test]
+fn faultline_check_judges_snapshot_files() {
+    use checker::cli::{run, CheckArgs};
+    let dir = std::env::temp_dir().join(format!("faultline-snapshot-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, snaps: &[Snapshot]| {
+        let path = dir.join(name);
+        let text: String = snaps
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let args = |file: std::path::PathBuf, html: Option<std::path::PathBuf>| CheckArgs {
+        files: vec![file],
+        model: None,
+        format: None,
+        timeout: None,
+        json: true,
+        html,
+        fail_fast: false,
+        no_partition: false,
+        export_edn: None,
+    };
+    let good = write("good.jsonl", &[quiet(), with_channel_state()]);
+    assert_eq!(run(args(good, None)), 0);
+    let mut crashed = quiet();
+    crashed.checkpoints.pop();
+    let incomplete = write("incomplete.jsonl", &[quiet(), crashed]);
+    assert_eq!(run(args(incomplete, None)), 2);
+    let mut lost = with_channel_state();
+    node(&mut lost, "n2").channels.clear();
+    let html = dir.join("report.html");
+    let bad = write("bad.jsonl", &[quiet(), lost]);
+    assert_eq!(run(args(bad, Some(html.clone()))), 1);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("in-flight-missing: n1→n2 seq 2"));
+    let malformed = dir.join("malformed.jsonl");
+    std::fs::write(
+        &malformed,
+        serde_json::to_string(&quiet()).unwrap() + "\n{\"initiator\":\"n1\",\"checkpoints\":[]}\n",
+    )
+    .unwrap();
+    assert_eq!(run(args(malformed, None)), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
