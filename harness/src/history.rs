@@ -30,32 +30,8 @@ impl Clock {
     }
 }
 
-/// Who an event belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Process {
-    Client(u64),
-    Nemesis(NemesisTag),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NemesisTag {
-    Nemesis,
-}
-
-impl Process {
-    pub const NEMESIS: Process = Process::Nemesis(NemesisTag::Nemesis);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventType {
-    Invoke,
-    Ok,
-    Fail,
-    Info,
-}
+// The event vocabulary is the checker's, so what the harness writes is what it reads.
+pub use checker::history::{EventType, Process};
 
 /// One line of `history.jsonl`. `node` and `error` are free-form extras the contract keeps.
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +103,7 @@ impl Event {
     pub fn nemesis(kind: EventType, f: &'static str, value: serde_json::Value, time: u64) -> Self {
         Self {
             kind,
-            process: Process::NEMESIS,
+            process: Process::Nemesis,
             f,
             key: None,
             value,
