@@ -486,6 +486,16 @@ fn broken_variants_are_caught_in_most_seeded_runs() {
         ..Config::default()
     };
     assert_eq!(caught(&base), 0);
+    // Not vacuous: the correct runs take snapshots that catch money in flight.
+    let (started, in_flight) = (1..=10).fold((0, 0), |(a, b), seed| {
+        let r = judge(&base(seed)).1;
+        let msgs: usize = r.snapshots.iter().map(|s| s.in_flight_messages).sum();
+        (a + r.summary.started, b + msgs)
+    });
+    assert!(
+        started >= 10 && in_flight > 0,
+        "{started} snapshots, {in_flight} in flight"
+    );
     let bug = caught(&|s| Config {
         marker_after_send: true,
         ..base(s)
@@ -573,4 +583,18 @@ fn faultline_check_judges_snapshot_files() {
     .unwrap();
     assert_eq!(run(args(malformed, None)), 3);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The example in README.md parses and is judged consistent.
+#[test]
+fn readme_example_is_a_consistent_snapshot() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Snapshot consistency").unwrap()..];
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let line: String = block.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let snaps = parse_snapshots(&line).unwrap();
+    let r = check_snapshot(&snaps[0]).unwrap();
+    assert_eq!(r.outcome, Outcome::Consistent, "{:?}", r.violations);
+    assert_eq!((r.in_flight_amount, r.latency_ms), (7, Some(2.5)));
 }

@@ -199,6 +199,13 @@ impl Raft {
         raft
     }
 
+    /// Bug::NoFencing: a leader that never learns it was deposed — no term it sees in any
+    /// message makes it step down, so after a partition heals it keeps leading (and
+    /// committing with followers that accept its appends) next to the new leader.
+    fn unfenced_leader(&self) -> bool {
+        self.bugs.has(Bug::NoFencing) && self.role == Role::Leader
+    }
+
     fn cluster_size(&self) -> usize {
         self.peers.len() + 1
     }
@@ -264,7 +271,7 @@ impl Raft {
     }
 
     fn on_pre_vote_reply(&mut self, from: &str, term: u64, granted: bool) {
-        if term > self.term && !granted {
+        if term > self.term && !granted && !self.unfenced_leader() {
             self.become_follower(term, None);
             return;
         }
@@ -402,7 +409,7 @@ impl Raft {
     }
 
     fn on_vote(&mut self, from: &str, term: u64, last_index: u64, last_term: u64) -> RaftMsg {
-        if term > self.term && self.leader_is_live() {
+        if term > self.term && (self.leader_is_live() || self.unfenced_leader()) {
             return RaftMsg::VoteReply {
                 term: self.term,
                 granted: false,
@@ -449,7 +456,7 @@ impl Raft {
     }
 
     fn on_vote_reply(&mut self, from: &str, term: u64, granted: bool) {
-        if term > self.term {
+        if term > self.term && !self.unfenced_leader() {
             self.become_follower(term, None);
             return;
         }
@@ -462,7 +469,14 @@ impl Raft {
     }
 
     fn on_read_probe(&mut self, from: &str, term: u64, round: u64) -> RaftMsg {
-        if term < self.term {
+        // Bug::NoFencing: a follower confirms any leader's round, whatever its term; a
+        // leader refuses the other leader's round but does not step down for it.
+        let refuse = if self.bugs.has(Bug::NoFencing) {
+            self.role == Role::Leader
+        } else {
+            term < self.term
+        };
+        if refuse {
             return RaftMsg::ReadAck {
                 term: self.term,
                 round,
@@ -483,7 +497,7 @@ impl Raft {
     }
 
     fn on_read_ack(&mut self, from: &str, term: u64, round: u64, ok: bool) {
-        if term > self.term {
+        if term > self.term && !self.unfenced_leader() {
             self.become_follower(term, None);
             return;
         }
