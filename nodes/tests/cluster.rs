@@ -171,31 +171,36 @@ async fn retried_writes_apply_once(name: &str, mode: Mode) {
     let addrs = cluster.addrs();
     put_until_ok(&addrs, "r", json!(1), WITHIN).await;
     let body = json!({"from": 1, "to": 2, "client": "c1", "seq": 1});
-    let (code, first) = cas(&addrs[1], "r", body.clone()).await;
+    let (code, first) = retry_definite(WITHIN, || cas(&addrs[1], "r", body.clone())).await;
     assert_eq!(code, 200, "{first}");
     // The retry (through another node) would mismatch if applied again; it gets the
     // first attempt's answer instead.
-    let (code, again) = cas(&addrs[2], "r", body).await;
+    let (code, again) = retry_definite(WITHIN, || cas(&addrs[2], "r", body.clone())).await;
     assert_eq!(code, 200, "{again}");
-    assert_eq!(get(&addrs[0], "r").await.1["value"], json!(2));
-    let (code, _) = put_body(
-        &addrs[0],
-        "r",
-        json!({"value": 7, "client": "c1", "seq": 2}),
-    )
+    assert_eq!(get_until_ok(&addrs[0], "r", WITHIN).await, json!(2));
+    let (code, _) = retry_definite(WITHIN, || {
+        put_body(
+            &addrs[0],
+            "r",
+            json!({"value": 7, "client": "c1", "seq": 2}),
+        )
+    })
     .await;
     assert_eq!(code, 200);
-    let (code, stale) = put_body(
-        &addrs[0],
-        "r",
-        json!({"value": 8, "client": "c1", "seq": 1}),
-    )
+    let (code, stale) = retry_definite(WITHIN, || {
+        put_body(
+            &addrs[0],
+            "r",
+            json!({"value": 8, "client": "c1", "seq": 1}),
+        )
+    })
     .await;
     assert_eq!(code, 422, "{stale}");
     assert_eq!(stale["definite"], json!(false));
-    assert_eq!(get(&addrs[2], "r").await.1["value"], json!(7));
+    assert_eq!(get_until_ok(&addrs[2], "r", WITHIN).await, json!(7));
     // Without a session, a repeated cas is a new request and fails definitely.
-    let (code, miss) = cas(&addrs[0], "r", json!({"from": 1, "to": 2})).await;
+    let (code, miss) =
+        retry_definite(WITHIN, || cas(&addrs[0], "r", json!({"from": 1, "to": 2}))).await;
     assert_eq!(
         (code, &miss["definite"], &miss["current"]),
         (409, &json!(true), &json!(7))

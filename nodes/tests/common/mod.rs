@@ -28,8 +28,10 @@ pub fn args(
         data_dir: dir.to_path_buf(),
         bugs: bugs.to_vec(),
         tick_ms: 5,
-        heartbeat_ms: 25,
-        election_timeout_ms: 150,
+        // Short enough for quick failovers, long enough that a CI machine running many
+        // clusters on 2 cores does not miss heartbeats and depose healthy leaders.
+        heartbeat_ms: 40,
+        election_timeout_ms: 300,
         peer_timeout_ms: 300,
         request_timeout_ms: 1500,
         max_body_bytes: 4096,
@@ -396,6 +398,24 @@ pub async fn put_until_ok(addrs: &[String], key: &str, value: Value, within: Dur
             "put {key} never succeeded; last {code} {body}"
         );
         k += 1;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Sends a request again while the node answers a definite 503 (no leader known right
+/// now, e.g. during an election): such an answer guarantees nothing was applied, so a
+/// retry is the same request, not a second one. Any other answer is returned.
+pub async fn retry_definite<F, Fut>(within: Duration, mut send: F) -> (u16, Value)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (u16, Value)>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, body) = send().await;
+        if code != 503 || body["definite"] != json!(true) || Instant::now() >= deadline {
+            return (code, body);
+        }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
