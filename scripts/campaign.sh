@@ -65,6 +65,9 @@ validity() {
 # ops/s on two keys with a 2-s fault cycle, so many ops land on the same key around each
 # fault while each key's history stays small enough for the checker's budget (a single
 # register at this rate gave `unknown` after 60 s on some invalid histories).
+# forget-vote is listed with the closest fault there is, but no current nemesis exposes it
+# (see nodes/README.md, Named bugs): it needs a restarted majority cut off from the
+# survivors, or a node killed right after it voted.
 BUGS=(
   "passive stale-read isolate-leader kv"
   "passive ack-before-commit isolate-leader kv"

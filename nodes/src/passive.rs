@@ -1126,6 +1126,44 @@ mod tests {
         assert!(net.replies.iter().any(|(_, id, _)| id.n == 9));
     }
 
+    /// A deposed leader learns of the newer term from a refused read round: the correct
+    /// one steps down; with no-fencing it keeps leading.
+    #[test]
+    fn no_fencing_bug_leader_never_steps_down() {
+        let deposed_role = |bugs: Bugs, msg: RaftMsg| {
+            let mut net = cluster(3);
+            net.run(50);
+            let l = net.leaders()[0].clone();
+            let other = ids(3).into_iter().find(|k| *k != l).unwrap();
+            let leader = net.node(&l);
+            leader.bugs = bugs;
+            let term = leader.term;
+            let msg = match msg {
+                RaftMsg::ReadAck { round, ok, .. } => RaftMsg::ReadAck {
+                    term: term + 1,
+                    round,
+                    ok,
+                },
+                other => other,
+            };
+            leader.step(&other, msg);
+            leader.role
+        };
+        let probe_refused = RaftMsg::ReadAck {
+            term: 0,
+            round: 1,
+            ok: false,
+        };
+        assert_eq!(
+            deposed_role(Bugs::default(), probe_refused.clone()),
+            Role::Follower
+        );
+        assert_eq!(
+            deposed_role(Bugs::new([Bug::NoFencing]), probe_refused),
+            Role::Leader
+        );
+    }
+
     #[test]
     fn forget_vote_bug_votes_twice_in_a_term_across_restart() {
         let vote_in_term_5 = |bugs: Bugs| {
