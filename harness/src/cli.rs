@@ -9,22 +9,8 @@ use workloads::WorkloadKind;
 
 use crate::nemesis::{self, FaultKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Primary–backup, Raft-like replication.
-    Passive,
-    /// State-machine replication: every replica executes every request in one agreed order.
-    Active,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Passive => "passive",
-            Self::Active => "active",
-        }
-    }
-}
+/// The replication mode is the nodes' own flag, passed to every node.
+pub use nodes::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
