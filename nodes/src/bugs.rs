@@ -21,6 +21,10 @@ pub enum Bug {
     /// active: a replica executes a request as soon as it is in its log, before its
     /// position in the order is agreed by a majority.
     DeliverUnagreed,
+    /// bank (either mode): after recording its state for a Chandy–Lamport snapshot, a node
+    /// holds its markers back for a while and keeps sending transfers, so transfers sent
+    /// after its cut reach the receivers before the marker.
+    MarkerAfterSend,
 }
 
 impl Bug {
@@ -31,14 +35,17 @@ impl Bug {
             Bug::NoFencing => "no-fencing",
             Bug::ForgetVote => "forget-vote",
             Bug::DeliverUnagreed => "deliver-unagreed",
+            Bug::MarkerAfterSend => "marker-after-send",
         }
     }
 
-    /// The mode whose protocol this bug lives in.
-    pub fn mode(self) -> Mode {
+    /// The mode whose protocol this bug lives in; `None` for the bank, which runs in
+    /// every mode.
+    pub fn mode(self) -> Option<Mode> {
         match self {
-            Bug::DeliverUnagreed => Mode::Active,
-            _ => Mode::Passive,
+            Bug::DeliverUnagreed => Some(Mode::Active),
+            Bug::MarkerAfterSend => None,
+            _ => Some(Mode::Passive),
         }
     }
 }

@@ -28,6 +28,24 @@ impl Mode {
     }
 }
 
+/// How the bank's channels deliver frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Channels {
+    /// In send order: sequence numbers and a hold-back queue (what Chandy–Lamport assumes).
+    Fifo,
+    /// Each new frame as it arrives (still deduplicated): breaks FIFO on purpose.
+    Unordered,
+}
+
+impl Channels {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channels::Fifo => "fifo",
+            Channels::Unordered => "unordered",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     /// This node's id, e.g. n1.
@@ -74,6 +92,12 @@ pub struct NodeArgs {
     /// Tokio worker threads; 0 (the default) means one per CPU core.
     #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: u16,
+    /// Bank: every node's starting account balance.
+    #[arg(long, env = "FAULTLINE_INITIAL_BALANCE", default_value_t = 1000)]
+    pub initial_balance: i64,
+    /// Bank: how channels between nodes deliver.
+    #[arg(long, env = "FAULTLINE_CHANNELS", value_enum, default_value_t = Channels::Fifo)]
+    pub channels: Channels,
 }
 
 /// Settings after validation.
@@ -90,6 +114,8 @@ pub struct Config {
     pub peer_timeout: Duration,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    pub initial_balance: i64,
+    pub channels: Channels,
 }
 
 impl Config {
@@ -124,14 +150,20 @@ impl Config {
             peers.push((pid.to_string(), addr.to_string()));
         }
         for bug in &args.bugs {
-            if bug.mode() != args.mode {
+            if let Some(mode) = bug.mode().filter(|m| *m != args.mode) {
                 return Err(format!(
                     "--bug {}: only exists in {} mode, not {}",
                     bug.name(),
-                    bug.mode().name(),
+                    mode.name(),
                     args.mode.name()
                 ));
             }
+        }
+        if args.initial_balance < 0 {
+            return Err(format!(
+                "--initial-balance {}: must not be negative",
+                args.initial_balance
+            ));
         }
         if args.tick_ms == 0 {
             return Err("--tick-ms: must be at least 1".into());
@@ -163,6 +195,8 @@ impl Config {
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.max_body_bytes,
+            initial_balance: args.initial_balance,
+            channels: args.channels,
         })
     }
 }

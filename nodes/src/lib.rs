@@ -15,9 +15,12 @@
 //! - `driver`: the async loop that persists, sends and answers for a machine.
 //! - `transport`: peer messages over HTTP with timeouts, and the simulated partition.
 //! - `api`: the HTTP routes; `metrics`: Prometheus text; `bugs`: the named bugs.
+//! - `bank`: accounts, FIFO channels and global snapshots (issue 5); independent of the
+//!   kv replication, it runs in every node in either mode.
 
 pub mod active;
 pub mod api;
+pub mod bank;
 pub mod bugs;
 pub mod command;
 pub mod config;
@@ -42,7 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 pub use bugs::Bug;
-pub use config::{Config, Mode, NodeArgs};
+pub use config::{Channels, Config, Mode, NodeArgs};
 
 use crate::disk::Disk;
 use crate::driver::Driver;
@@ -162,6 +165,7 @@ async fn serve_machine<M: Machine>(
         config.peer_timeout,
         metrics,
     )?);
+    let bank = bank::Bank::open(&config, transport.clone())?;
     let (events_tx, events_rx) = mpsc::channel(16 * 1024);
     let (status_tx, status_rx) = watch::channel(machine.status());
     let driver = Driver::new(
@@ -190,7 +194,8 @@ async fn serve_machine<M: Machine>(
         status: status_rx,
         next_request: AtomicU64::new(start_ns),
     });
-    let app = api::router(node);
+    let app = api::router(node).merge(bank::api::router(bank.clone()));
+    bank.start();
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nodes::{Bug, Config, Mode, NodeArgs};
+use nodes::{Bug, Channels, Config, Mode, NodeArgs};
 use serde_json::{json, Value};
 
 /// Fast timers so elections and view changes take a fraction of a second.
@@ -36,6 +36,8 @@ pub fn args(
         request_timeout_ms: 1500,
         max_body_bytes: 4096,
         worker_threads: 0,
+        initial_balance: 1000,
+        channels: Channels::Fifo,
     }
 }
 
