@@ -16,6 +16,12 @@ pub use nodes::Mode;
 pub enum BackendKind {
     /// Private user + network + PID namespaces; no Docker, no root needed.
     Sandbox,
+    /// One container per node on an internal Docker network the run creates and removes
+    /// (image faultline:latest, see scripts/docker-image.sh); no packet faults.
+    Docker,
+    /// The node containers of the docker-compose.yml project this harness runs in
+    /// (see docker-compose.yml); partitions via the nodes' /admin/isolate; no packet faults.
+    Compose,
 }
 
 /// Start a cluster, drive concurrent clients while a nemesis injects faults, record the

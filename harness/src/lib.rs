@@ -72,5 +72,19 @@ pub fn run(args: RunArgs) -> i32 {
                 }
             }
         }
+        cli::BackendKind::Docker | cli::BackendKind::Compose => {
+            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
+            if let Err(e) = backend::docker::preflight(packet_faults) {
+                eprintln!("faultline run: {e}");
+                return EXIT_ERROR;
+            }
+            match std::env::current_exe() {
+                Ok(exe) => test_run::run(plan, exe),
+                Err(e) => {
+                    eprintln!("faultline run: cannot find the faultline executable to start nodes with: {e}");
+                    EXIT_ERROR
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::backend::sandbox::{NodeLaunch, SandboxBackend};
+use crate::backend::sandbox::NodeLaunch;
 use crate::backend::Backend;
 use crate::check::{self, Verdict};
 use crate::cli::Plan;
@@ -147,13 +147,13 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         bugs: plan.bugs.clone(),
         dir: dir.join("nodes"),
     };
-    let (count, seed) = (plan.nodes, plan.seed);
+    let (kind, count, seed) = (plan.backend, plan.nodes, plan.seed);
     let backend: Arc<dyn Backend> = match tokio::task::spawn_blocking(move || {
-        SandboxBackend::create(count, launch, seed)
+        crate::backend::create(kind, count, launch, seed)
     })
     .await
     {
-        Ok(Ok(b)) => Arc::new(b),
+        Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             eprintln!("faultline run: {e}");
             return EXIT_ERROR;

@@ -5,9 +5,11 @@
 //! `pause`/`resume`, `partition`/`heal`, `start_packet_fault`/`stop_packet_fault`.
 //! Calls block briefly (signals, one `nft` run) and are made off the async runtime.
 
+pub mod docker;
 pub mod sandbox;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::nemesis::grudge::Grudge;
 use crate::nemesis::packet::PacketFault;
@@ -41,4 +43,26 @@ pub trait Backend: Send + Sync {
     fn stop_packet_fault(&self) -> Result<(), String>;
     /// Stops every node (SIGKILL after a grace period). Idempotent.
     fn teardown(&self);
+}
+
+/// Builds the backend `kind` names and starts its `count` nodes.
+pub fn create(
+    kind: crate::cli::BackendKind,
+    count: usize,
+    launch: sandbox::NodeLaunch,
+    seed: u64,
+) -> Result<Arc<dyn Backend>, String> {
+    use crate::cli::BackendKind;
+    Ok(match kind {
+        BackendKind::Sandbox => Arc::new(sandbox::SandboxBackend::create(count, launch, seed)?),
+        BackendKind::Docker => {
+            let backend = docker::DockerBackend::create(count, launch)?;
+            eprintln!(
+                "faultline run: docker backend: partitions via {}",
+                backend.partition_via().describe()
+            );
+            Arc::new(backend)
+        }
+        BackendKind::Compose => Arc::new(docker::DockerBackend::attach_compose(count, launch)?),
+    })
 }

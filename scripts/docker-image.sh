@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the `faultline:latest` Docker image offline (there is no registry to pull a base
+# image from): a root filesystem holding only the release binary and the shared
+# libraries `ldd` says it needs, imported with `docker import`. This reuses the ordinary
+# release build instead of a second, static one.
+#
+#   scripts/docker-image.sh            # cargo build --release, then the image
+#   scripts/docker-image.sh BINARY     # image from an already built faultline binary
+#
+# The image is labelled with the binary's sha256 (`faultline.binary.sha256`); when the
+# label already matches, nothing is rebuilt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+image=${FAULTLINE_IMAGE:-faultline:latest}
+if [ $# -ge 1 ]; then
+  bin=$1
+else
+  cargo build --release --bin faultline
+  bin=target/release/faultline
+fi
+[ -x "$bin" ] || { echo "docker-image.sh: $bin is not an executable" >&2; exit 3; }
+command -v docker >/dev/null || { echo "docker-image.sh: docker is not installed (apt-get install docker.io)" >&2; exit 3; }
+docker info >/dev/null 2>&1 || { echo "docker-image.sh: the Docker daemon is not reachable (start it: dockerd &)" >&2; exit 3; }
+
+sum=$(sha256sum "$bin" | cut -d' ' -f1)
+have=$(docker image inspect -f '{{index .Config.Labels "faultline.binary.sha256"}}' "$image" 2>/dev/null || true)
+if [ "$have" = "$sum" ]; then
+  echo "docker-image.sh: $image is up to date (binary $sum)"
+  exit 0
+fi
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root/data" "$root/store" "$root/tmp" "$root/etc"
+chmod 1777 "$root/tmp"
+# Without these, glibc's name lookups (peer and service names) have nothing to read.
+printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+printf 'root:x:0:0:root:/:/faultline\n' >"$root/etc/passwd"
+# Debug info is for the host's profilers; the image only needs the code.
+strip -o "$root/faultline" "$bin" 2>/dev/null || cp "$bin" "$root/faultline"
+# Every shared library the loader will ask for, at the path it will ask for it.
+ldd "$bin" | awk '/=> \//{print $3} /^\t\//{print $1}' | while read -r lib; do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+# Debian's loader path is a symlink into /lib/x86_64-linux-gnu; the copy above made it a
+# real file, which serves just as well.
+
+tar -C "$root" -c . | docker import \
+  --change 'ENTRYPOINT ["/faultline"]' \
+  --change 'CMD ["--help"]' \
+  --change 'WORKDIR /' \
+  --change "LABEL faultline.binary.sha256=$sum" \
+  - "$image" >/dev/null
+echo "docker-image.sh: built $image ($(du -sh "$root" | cut -f1) root filesystem, binary $sum)"
