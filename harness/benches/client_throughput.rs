@@ -71,7 +71,7 @@ fn main() {
             mean_gap: Duration::ZERO,
             concurrency: concurrency as u64,
         });
-        let workload = workloads::build(WorkloadKind::Kv, 100);
+        let workload = workloads::build(WorkloadKind::Kv, 100).expect("kv is a register workload");
         let (stop_tx, stop_rx) = watch::channel(false);
         let start = Instant::now();
         let tasks: Vec<_> = (0..concurrency)

@@ -20,6 +20,8 @@ pub struct CheckOutcome {
     pub text: String,
     /// A self-contained page visualizing why a history is invalid.
     pub html: Option<String>,
+    /// A section shown inline in `report.html` (the bank workload's money and snapshots).
+    pub fragment: Option<String>,
 }
 
 impl CheckOutcome {
@@ -31,6 +33,7 @@ impl CheckOutcome {
             report: serde_json::json!({ "error": why }),
             text: format!("the checker gave no answer: {why}"),
             html: None,
+            fragment: None,
         }
     }
 }
@@ -56,6 +59,7 @@ pub fn check(history: &Path, model: Model, timeout: Duration) -> CheckOutcome {
                 .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
             text: report.to_text(),
             html: (report.verdict == Verdict::Invalid).then(|| report.to_html()),
+            fragment: None,
         },
         Ok(Err(e)) => CheckOutcome::failed(e.to_string()),
         Err(_) => CheckOutcome::failed("the checker panicked".into()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use workloads::WorkloadKind;
 
+use crate::bank::{BankPlan, Channels, SnapshotAlgo};
 use crate::nemesis::{self, FaultKind};
 
 /// The replication mode is the nodes' own flag, passed to every node.
@@ -35,7 +36,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Mode::Passive)]
     pub mode: Mode,
 
-    /// What clients do: `register` (one cas-register) or `kv` (cas-registers over --keys keys).
+    /// What clients do: `register` (one cas-register), `kv` (cas-registers over --keys keys)
+    /// or `bank` (transfers between the nodes' accounts, with global snapshots).
     #[arg(long, default_value = "kv", value_parser = parse_workload)]
     pub workload: WorkloadKind,
 
@@ -63,8 +65,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 30.0)]
     pub time_limit: f64,
 
-    /// Faults to inject: comma list of partition, isolate-leader, kill, pause, packet; or all
-    /// (the four families), or none.
+    /// Faults to inject: comma list of partition, isolate-leader, kill, pause, packet, clock
+    /// (per-node clock offsets, for --snapshot-algo clock); or all (partition, kill, pause,
+    /// packet), or none.
     #[arg(long, value_name = "LIST", default_value = "partition")]
     pub nemesis: String,
 
@@ -95,6 +98,27 @@ pub struct RunArgs {
     /// Seconds the checker may spend before answering `unknown`.
     #[arg(long, value_name = "S", default_value_t = 60.0)]
     pub check_timeout: f64,
+
+    /// Bank: how nodes deliver frames on their peer channels [default: fifo].
+    #[arg(long, value_enum)]
+    pub channels: Option<Channels>,
+
+    /// Bank: seconds between global snapshots, each from a random initiator [default: 2].
+    #[arg(long, value_name = "S")]
+    pub snapshot_interval: Option<f64>,
+
+    /// Bank: seconds the initiator waits for every checkpoint before it reports the
+    /// snapshot incomplete [default: 3].
+    #[arg(long, value_name = "S")]
+    pub snapshot_timeout: Option<f64>,
+
+    /// Bank: the snapshot algorithm [default: chandy-lamport].
+    #[arg(long, value_enum)]
+    pub snapshot_algo: Option<SnapshotAlgo>,
+
+    /// Bank: every node's starting balance [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub initial_balance: Option<i64>,
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
@@ -120,6 +144,8 @@ pub struct Plan {
     pub op_timeout: Duration,
     pub name: String,
     pub check_timeout: Duration,
+    /// Set exactly when the workload is bank.
+    pub bank: Option<BankPlan>,
 }
 
 fn positive_secs(flag: &str, s: f64) -> Result<Duration, String> {
@@ -130,6 +156,48 @@ fn positive_secs(flag: &str, s: f64) -> Result<Duration, String> {
             "--{flag} must be a positive number of seconds, got {s}"
         ))
     }
+}
+
+/// The bank flags, validated; `None` for the other workloads, which must not be given them.
+fn bank_plan(args: &RunArgs) -> Result<Option<BankPlan>, String> {
+    if args.workload != WorkloadKind::Bank {
+        let given = [
+            ("--channels", args.channels.is_some()),
+            ("--snapshot-interval", args.snapshot_interval.is_some()),
+            ("--snapshot-timeout", args.snapshot_timeout.is_some()),
+            ("--snapshot-algo", args.snapshot_algo.is_some()),
+            ("--initial-balance", args.initial_balance.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag} only applies to --workload bank (this run's workload is {})",
+                args.workload.name()
+            ));
+        }
+        return Ok(None);
+    }
+    if args.nodes < 2 {
+        return Err(format!(
+            "--workload bank needs at least 2 nodes to move money between, got --nodes {}",
+            args.nodes
+        ));
+    }
+    let initial_balance = args.initial_balance.unwrap_or(1000);
+    if !(1..=1_000_000_000_000).contains(&initial_balance) {
+        return Err(format!(
+            "--initial-balance must be between 1 and 10^12, got {initial_balance}"
+        ));
+    }
+    Ok(Some(BankPlan {
+        channels: args.channels.unwrap_or(Channels::Fifo),
+        algo: args.snapshot_algo.unwrap_or(SnapshotAlgo::ChandyLamport),
+        snapshot_interval: positive_secs(
+            "snapshot-interval",
+            args.snapshot_interval.unwrap_or(2.0),
+        )?,
+        snapshot_timeout: positive_secs("snapshot-timeout", args.snapshot_timeout.unwrap_or(3.0))?,
+        initial_balance,
+    }))
 }
 
 impl Plan {
@@ -161,6 +229,7 @@ impl Plan {
             }
         }
         let nemesis = nemesis::parse_list(&args.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
+        let bank = bank_plan(&args)?;
         let name = match args.name {
             Some(name) if !name.is_empty() && !name.contains('/') && name != "latest" => name,
             Some(name) => return Err(format!("--name `{name}`: must be a plain folder name")),
@@ -175,6 +244,14 @@ impl Plan {
                         .join("+")
                 };
                 let mut name = format!("{}-{}-{}", args.mode.name(), args.workload.name(), faults);
+                if let Some(bank) = &bank {
+                    if bank.channels != Channels::Fifo {
+                        name.push_str(&format!("-{}", bank.channels.name()));
+                    }
+                    if bank.algo != SnapshotAlgo::ChandyLamport {
+                        name.push_str(&format!("-{}", bank.algo.name()));
+                    }
+                }
                 for bug in &args.bugs {
                     name.push_str(&format!("-{bug}"));
                 }
@@ -198,6 +275,7 @@ impl Plan {
             op_timeout: Duration::from_millis(args.op_timeout),
             name,
             check_timeout: positive_secs("check-timeout", args.check_timeout)?,
+            bank,
         })
     }
 

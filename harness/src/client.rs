@@ -44,14 +44,14 @@ pub struct HttpClient {
 }
 
 /// A parsed response.
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-    keep_alive: bool,
+pub(crate) struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub keep_alive: bool,
 }
 
 /// Why an exchange failed, and whether the request can have reached the node.
-enum ExchangeError {
+pub(crate) enum ExchangeError {
     /// Nothing was sent (connect failed).
     NotSent(String),
     /// The request may have been delivered.
@@ -72,6 +72,11 @@ impl HttpClient {
         }
     }
 
+    /// Where node `node`'s client API listens.
+    pub fn addr(&self, node: usize) -> SocketAddr {
+        self.addrs[node]
+    }
+
     /// `GET /status` of node `node`, or `None` if it does not answer within `timeout`.
     pub async fn status(&self, node: usize, timeout: Duration) -> Option<serde_json::Value> {
         let url = format!("http://{}/status", self.addrs[node]);
@@ -86,6 +91,30 @@ impl HttpClient {
             return None;
         }
         resp.json().await.ok()
+    }
+
+    /// A JSON request off the hot path (bank status, snapshots, admin calls): the status
+    /// and the body (`null` when it is not JSON). `Err` says why no response came.
+    pub async fn call_json(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let url = format!("http://{}{path}", self.addrs[node]);
+        let mut request = self.status_http.request(method, url).timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let resp = request.send().await.map_err(|e| describe_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| describe_reqwest(&e))?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ))
     }
 
     /// An idle connection to `node` that the node has not closed, or a new one.
@@ -123,7 +152,11 @@ impl HttpClient {
     }
 
     /// Sends one request and reads its response.
-    async fn exchange(&self, node: usize, request: &[u8]) -> Result<Response, ExchangeError> {
+    pub(crate) async fn exchange(
+        &self,
+        node: usize,
+        request: &[u8],
+    ) -> Result<Response, ExchangeError> {
         let mut stream = self.connection(node).await?;
         let maybe =
             |what: &str, e: std::io::Error| ExchangeError::MaybeSent(format!("{what}: {e}"));
@@ -138,6 +171,30 @@ impl HttpClient {
             self.put_back(node, stream);
         }
         Ok(response)
+    }
+}
+
+/// One line for a failed reqwest call, without its URL (the node is named by the caller).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {detail}")
     }
 }
 

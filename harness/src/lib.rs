@@ -10,6 +10,7 @@
 //! - `backend` — the `Backend` trait (node lifecycle, partitions, packet faults) and its
 //!   sandbox implementation.
 //! - `client` — the HTTP `workloads::Client` for faultline's nodes: what each response proves.
+//! - `bank` — the bank workload: transfer clients, the snapshot task, the money checks.
 //! - `worker` — one Jepsen process: generator → client → history.
 //! - `nemesis` — the fault schedule; `grudge` plans partitions, `packet` delays packets.
 //! - `history` — the streaming `history.jsonl` recorder and the one clock.
@@ -22,6 +23,7 @@
 //! each can be replaced alone, as in Jepsen.
 
 pub mod backend;
+pub mod bank;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -1,5 +1,6 @@
-//! The live progress line: ops/s, ok/fail/info and the fault in force, redrawn a few
-//! times a second on stderr (hidden automatically when stderr is not a terminal).
+//! The live progress line: ops/s, ok/fail/info, bank snapshots and the fault in force,
+//! redrawn a few times a second on stderr (hidden automatically when stderr is not a
+//! terminal).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,17 @@ pub async fn run(
         let now = Instant::now();
         let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
         last = (now, done);
+        let snapshots = match stats.snapshots_started.load(Ordering::Relaxed) {
+            0 => String::new(),
+            started => format!(
+                " | snapshots {started}: {} consistent, {} inconsistent, {} incomplete",
+                stats.snapshots_consistent.load(Ordering::Relaxed),
+                stats.snapshots_inconsistent.load(Ordering::Relaxed),
+                stats.snapshots_incomplete.load(Ordering::Relaxed),
+            ),
+        };
         bar.set_message(format!(
-            "{} | {:>7.0} ops/s | ok {} fail {} info {} | fault: {}",
+            "{} | {:>7.0} ops/s | ok {} fail {} info {}{snapshots} | fault: {}",
             phase.lock().unwrap(),
             rate,
             stats.ok.load(Ordering::Relaxed),

@@ -118,7 +118,7 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         plan.name,
         plan.nodes,
         plan.mode.name(),
-        workload.name(),
+        plan.workload.name(),
         plan.nemesis
             .iter()
             .map(|k| k.name())
@@ -145,6 +145,11 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         exe,
         mode: plan.mode.name().to_string(),
         bugs: plan.bugs.clone(),
+        node_args: plan
+            .bank
+            .as_ref()
+            .map(crate::bank::BankPlan::node_args)
+            .unwrap_or_default(),
         dir: dir.join("nodes"),
     };
     let (kind, count, seed) = (plan.backend, plan.nodes, plan.seed);
@@ -210,15 +215,38 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         progress_rx,
     ));
     let workers: Vec<_> = (0..plan.concurrency)
-        .map(|slot| {
+        .filter_map(|slot| {
+            // The bank workload has no register generator: its clients are `bank_run`'s.
+            let workload = workload.as_ref()?;
             let mut worker = Worker::new(slot, workload.generator(plan.seed, slot), shared.clone());
             let stop = stop_rx.clone();
-            tokio::spawn(async move {
+            Some(tokio::spawn(async move {
                 worker.run(stop).await;
                 worker
-            })
+            }))
         })
         .collect();
+    let snapshots_path = dir.join("snapshots.jsonl");
+    let bank_run = match &plan.bank {
+        None => None,
+        Some(bank) => match crate::bank::BankRun::start(
+            bank,
+            plan.seed,
+            plan.concurrency,
+            &shared,
+            &stop_rx,
+            &snapshots_path,
+        ) {
+            Ok(run) => Some(run),
+            Err(e) => {
+                eprintln!("faultline run: {e}");
+                let _ = stop_tx.send(true);
+                let backend = backend.clone();
+                let _ = tokio::task::spawn_blocking(move || backend.teardown()).await;
+                return EXIT_ERROR;
+            }
+        },
+    };
     let mut nemesis = Nemesis::new(
         plan.nemesis.clone(),
         plan.nemesis_interval,
@@ -248,6 +276,10 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
             finished.push(w);
         }
     }
+    let collected = match bank_run {
+        Some(run) => Some(run.finish().await),
+        None => None,
+    };
     let _ = nemesis_task.await;
 
     // Heal everything, whatever the nemesis managed to undo itself.
@@ -267,9 +299,15 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         .await;
     }
     let was_interrupted = *interrupt.lock().unwrap();
+    let mut settled = None;
     if was_interrupted.is_none() {
         let _ = wait_for_nodes(&client, plan.nodes, Duration::from_secs(10)).await;
         wait_for_leader(&client, &ids, Duration::from_secs(10)).await;
+        if let Some(bank) = &plan.bank {
+            *phase.lock().unwrap() = "drain";
+            let clocks = plan.nemesis.contains(&nemesis::FaultKind::Clock);
+            settled = Some(crate::bank::settle(&client, &ids, bank, clocks).await);
+        }
         *phase.lock().unwrap() = "final reads";
         let reads: Vec<_> = std::mem::take(&mut finished)
             .into_iter()
@@ -300,14 +338,30 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         return EXIT_ERROR;
     }
 
-    eprintln!("faultline run: checking {} ...", history_path.display());
-    let model = workload.model();
-    let (path, timeout) = (history_path.clone(), plan.check_timeout);
-    let outcome =
-        match tokio::task::spawn_blocking(move || check::check(&path, model, timeout)).await {
-            Ok(outcome) => outcome,
-            Err(e) => check::CheckOutcome::failed(format!("the checker crashed: {e}")),
-        };
+    let mut bank_judgement = None;
+    let outcome = match (&workload, collected) {
+        (Some(workload), _) => {
+            eprintln!("faultline run: checking {} ...", history_path.display());
+            let model = workload.model();
+            let (path, timeout) = (history_path.clone(), plan.check_timeout);
+            match tokio::task::spawn_blocking(move || check::check(&path, model, timeout)).await {
+                Ok(outcome) => outcome,
+                Err(e) => check::CheckOutcome::failed(format!("the checker crashed: {e}")),
+            }
+        }
+        (None, collected) => {
+            eprintln!("faultline run: checking {} ...", snapshots_path.display());
+            let judgement = crate::bank::judge_run(
+                collected.unwrap_or_default(),
+                settled,
+                was_interrupted.is_some(),
+                &snapshots_path,
+            );
+            let outcome = judgement.outcome();
+            bank_judgement = Some(judgement);
+            outcome
+        }
+    };
     let analysis = match Analysis::read(&history_path) {
         Ok(a) => a,
         Err(e) => {
@@ -320,8 +374,13 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         started_at: humantime::format_rfc3339_seconds(started).to_string(),
         seed: plan.seed,
         mode: plan.mode.name().into(),
-        workload: workload.name().into(),
-        model: check::model_name(model).into(),
+        workload: plan.workload.name().into(),
+        model: workload
+            .as_ref()
+            .map_or("bank (snapshots + conservation)", |w| {
+                check::model_name(w.model())
+            })
+            .into(),
         nodes: plan.nodes,
         bugs: plan.bugs.clone(),
         nemesis: plan.nemesis.iter().map(|k| k.name().to_string()).collect(),
@@ -334,7 +393,19 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         interrupted: was_interrupted
             .map(|s| format!("{s} received; nodes were stopped and the partial history checked")),
     };
-    let results = report::results_json(&run, &analysis, &outcome);
+    let mut results = report::results_json(&run, &analysis, &outcome);
+    if let (Some(j), Some(bank)) = (&bank_judgement, &plan.bank) {
+        results["snapshots"] = j.snapshots_json();
+        results["final"] = serde_json::to_value(&j.final_state).unwrap_or_default();
+        results["bank"] = serde_json::json!({
+            "channels": bank.channels.name(),
+            "snapshot_algo": bank.algo.name(),
+            "snapshot_interval_s": bank.snapshot_interval.as_secs_f64(),
+            "snapshot_timeout_s": bank.snapshot_timeout.as_secs_f64(),
+            "initial_balance": bank.initial_balance,
+        });
+        results["files"]["snapshots"] = "snapshots.jsonl".into();
+    }
     let html = report::html::render(&run, &analysis, &outcome);
     let writes = [
         (
@@ -351,6 +422,18 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
     }
 
     let counts = analysis.counts();
+    if let Some(j) = &bank_judgement {
+        let s = &j.report.summary;
+        eprintln!(
+            "snapshots: {} started, {} completed, {} consistent, {} inconsistent, {} incomplete; {}",
+            s.started,
+            s.completed,
+            s.consistent,
+            s.inconsistent,
+            s.incomplete,
+            j.final_state.describe()
+        );
+    }
     if outcome.verdict != Verdict::Valid {
         eprintln!("{}", truncate_lines(&outcome.text, 30));
     }

@@ -18,10 +18,16 @@ pub struct Stats {
     pub ok: AtomicU64,
     pub fail: AtomicU64,
     pub info: AtomicU64,
+    /// Bank snapshots so far, as judged live without the transfer log (the final
+    /// judgement, with it, is in the results).
+    pub snapshots_started: AtomicU64,
+    pub snapshots_consistent: AtomicU64,
+    pub snapshots_inconsistent: AtomicU64,
+    pub snapshots_incomplete: AtomicU64,
 }
 
 impl Stats {
-    fn count(&self, c: &Completion) {
+    pub fn count(&self, c: &Completion) {
         let counter = match c {
             Completion::Ok { .. } => &self.ok,
             Completion::Fail { .. } => &self.fail,

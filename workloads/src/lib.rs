@@ -10,10 +10,13 @@
 //! - `generator` — a seeded, per-process stream of ops over a set of keys.
 //! - `register` — a single cas-register (one key, read/write/cas).
 //! - `kv` — a multi-key store of cas-registers over `--keys K`.
+//! - `bank` — transfers between the nodes' accounts; judged by money, not by a model.
 //!
 //! A `Workload` names its keys, produces a `Generator` per client process and says which
-//! checker model judges its history.
+//! checker model judges its history. The bank workload is not one: its ops and its
+//! checks (snapshots, conservation) have their own types in `bank`.
 
+pub mod bank;
 pub mod client;
 pub mod generator;
 pub mod kv;
@@ -34,6 +37,7 @@ pub use checker::ModelKind as Model;
 pub enum WorkloadKind {
     Register,
     Kv,
+    Bank,
 }
 
 impl FromStr for WorkloadKind {
@@ -43,8 +47,9 @@ impl FromStr for WorkloadKind {
         match s {
             "register" => Ok(Self::Register),
             "kv" => Ok(Self::Kv),
+            "bank" => Ok(Self::Bank),
             other => Err(format!(
-                "unknown workload `{other}` (expected register or kv)"
+                "unknown workload `{other}` (expected register, kv or bank)"
             )),
         }
     }
@@ -55,6 +60,7 @@ impl WorkloadKind {
         match self {
             Self::Register => "register",
             Self::Kv => "kv",
+            Self::Bank => "bank",
         }
     }
 }
@@ -69,10 +75,12 @@ pub trait Workload: Send + Sync {
     fn generator(&self, seed: u64, slot: usize) -> Generator;
 }
 
-/// Builds the workload `kind` over `keys` keys (ignored by the single register).
-pub fn build(kind: WorkloadKind, keys: usize) -> Box<dyn Workload> {
+/// Builds the register workload `kind` over `keys` keys (ignored by the single
+/// register); `None` for `bank`, which is not a register workload (see `bank`).
+pub fn build(kind: WorkloadKind, keys: usize) -> Option<Box<dyn Workload>> {
     match kind {
-        WorkloadKind::Register => Box::new(register::Register::default()),
-        WorkloadKind::Kv => Box::new(kv::Kv::new(keys)),
+        WorkloadKind::Register => Some(Box::new(register::Register::default())),
+        WorkloadKind::Kv => Some(Box::new(kv::Kv::new(keys))),
+        WorkloadKind::Bank => None,
     }
 }

@@ -25,6 +25,8 @@ pub struct NodeLaunch {
     pub exe: PathBuf,
     pub mode: String,
     pub bugs: Vec<String>,
+    /// Further flags every node gets (the bank workload's `--channels`, `--initial-balance`).
+    pub node_args: Vec<String>,
     /// `nodes/` in the results folder: `<id>.log` and `<id>.data/` go here.
     pub dir: PathBuf,
 }
@@ -178,6 +180,7 @@ impl Backend for SandboxBackend {
         for bug in &self.launch.bugs {
             cmd.args(["--bug", bug]);
         }
+        cmd.args(&self.launch.node_args);
         cmd.stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)

@@ -8,7 +8,9 @@
 //!
 //! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
 //! - `packet` — the userspace packet delayer (delay, jitter, loss; dup by the kernel).
+//! - `clock` — per-node clock offsets for the bank workload's `clock` snapshots.
 
+pub mod clock;
 pub mod grudge;
 pub mod packet;
 
@@ -38,17 +40,20 @@ pub enum FaultKind {
     Kill,
     Pause,
     Packet,
+    /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
+    Clock,
 }
 
 impl FaultKind {
     /// What `all` means (`isolate-leader` is already one of partition's shapes).
     pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
-    const NAMED: [FaultKind; 5] = [
+    const NAMED: [FaultKind; 6] = [
         Self::Partition,
         Self::IsolateLeader,
         Self::Kill,
         Self::Pause,
         Self::Packet,
+        Self::Clock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +63,7 @@ impl FaultKind {
             Self::Kill => "kill",
             Self::Pause => "pause",
             Self::Packet => "packet",
+            Self::Clock => "clock",
         }
     }
 }
@@ -71,7 +77,7 @@ impl FromStr for FaultKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, pause, packet, all or none)"
+                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, pause, packet, clock, all or none)"
                 )
             })
     }
@@ -99,6 +105,7 @@ enum Active {
     Killed(Vec<usize>),
     Paused(Vec<usize>),
     Packet,
+    Clock,
 }
 
 /// Packet profiles the nemesis draws from: slow-and-reordering, lossy, duplicating, all.
@@ -153,6 +160,10 @@ pub enum Planned {
     Packet {
         fault: PacketFault,
         from: Vec<usize>,
+    },
+    /// Node i's clock runs `offsets_ms[i]` ahead (negative: behind).
+    Clock {
+        offsets_ms: Vec<i64>,
     },
 }
 
@@ -227,6 +238,9 @@ impl Planner {
                     from: if all { (0..n).collect() } else { vec![one] },
                 }
             }
+            FaultKind::Clock => Planned::Clock {
+                offsets_ms: clock::plan(n, rng),
+            },
         })
     }
 }
@@ -306,6 +320,10 @@ impl Nemesis {
             .map_err(|e| e.to_string())?
     }
 
+    fn ids(&self) -> Vec<String> {
+        self.backend.nodes().iter().map(|s| s.id.clone()).collect()
+    }
+
     fn names(&self, nodes: &[usize]) -> String {
         let ids: Vec<&str> = nodes
             .iter()
@@ -378,6 +396,13 @@ impl Nemesis {
                     .await;
                 ("start-packet", description, result, Active::Packet)
             }
+            Planned::Clock { offsets_ms } => {
+                let ids = self.ids();
+                let description = clock::describe(&ids, &offsets_ms);
+                self.record(EventType::Invoke, "start-clock", &description);
+                let result = clock::apply(&self.client, &ids, &offsets_ms).await;
+                ("start-clock", description, result, Active::Clock)
+            }
         };
         match result {
             Ok(()) => {
@@ -420,6 +445,15 @@ impl Nemesis {
                 "all links".to_string(),
                 self.blocking(|b| b.stop_packet_fault()).await,
             ),
+            Active::Clock => {
+                let ids = self.ids();
+                let zeros = vec![0; ids.len()];
+                (
+                    "stop-clock",
+                    "every offset 0".to_string(),
+                    clock::apply(&self.client, &ids, &zeros).await,
+                )
+            }
         };
         self.record(EventType::Invoke, f, &value);
         let value = match result {
@@ -495,6 +529,14 @@ mod tests {
     }
 
     #[test]
+    fn clock_faults_offset_every_node() {
+        let plans = schedule(4, &[FaultKind::Clock]);
+        assert!(plans.iter().all(
+            |p| matches!(p, Planned::Clock { offsets_ms } if offsets_ms.len() == 5 && offsets_ms.iter().all(|o| o.abs() >= 50))
+        ));
+    }
+
+    #[test]
     fn schedule_uses_only_enabled_kinds_and_covers_them() {
         let plans = schedule(3, &[FaultKind::Kill, FaultKind::Packet]);
         assert!(plans
@@ -544,5 +586,10 @@ mod tests {
             vec![FaultKind::IsolateLeader]
         );
         assert!(parse_list("partition,flood").unwrap_err().contains("flood"));
+        assert_eq!(
+            parse_list("clock,packet").unwrap(),
+            vec![FaultKind::Packet, FaultKind::Clock]
+        );
+        assert!(!parse_list("all").unwrap().contains(&FaultKind::Clock));
     }
 }

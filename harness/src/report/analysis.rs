@@ -91,6 +91,8 @@ fn nemesis_edge(f: &str) -> Option<(&'static str, bool)> {
         "resume" => ("pause", false),
         "start-packet" => ("packet", true),
         "stop-packet" => ("packet", false),
+        "start-clock" => ("clock", true),
+        "stop-clock" => ("clock", false),
         _ => return None,
     })
 }

@@ -103,7 +103,7 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     html.push_str("</table>");
 
     html.push_str("<h2>Latency and throughput</h2><p>Shaded: faults in force.");
-    for fault in ["partition", "kill", "pause", "packet"] {
+    for fault in ["partition", "kill", "pause", "packet", "clock"] {
         let c = plot::fault_colour(fault);
         let _ = write!(
             html,
@@ -153,9 +153,17 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
         check.checker,
         escape(&check.text)
     );
+    if let Some(fragment) = &check.fragment {
+        html.push_str(fragment);
+    }
     if let Some(page) = &check.html {
         let _ = write!(html, "<iframe srcdoc=\"{}\"></iframe>", escape(page));
     }
-    html.push_str("<p>Files: <code>history.jsonl</code>, <code>results.json</code>, <code>nodes/&lt;id&gt;.log</code>.</p></body></html>\n");
+    let snapshots = if check.checker == "bank" {
+        "<code>snapshots.jsonl</code>, "
+    } else {
+        ""
+    };
+    let _ = writeln!(html, "<p>Files: <code>history.jsonl</code>, {snapshots}<code>results.json</code>, <code>nodes/&lt;id&gt;.log</code>.</p></body></html>");
     html
 }

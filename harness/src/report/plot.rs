@@ -23,6 +23,7 @@ pub fn fault_colour(fault: &str) -> RGBColor {
         "partition" => RGBColor(70, 110, 220),
         "kill" => RGBColor(200, 40, 40),
         "pause" => RGBColor(150, 80, 200),
+        "clock" => RGBColor(40, 160, 160),
         _ => RGBColor(230, 150, 0),
     }
 }
