@@ -6,7 +6,7 @@
 //! (from the nodes' /metrics) and node CPU time per op. Env: BENCH_SECS (default 5),
 //! BENCH_CLIENTS (32), BENCH_MODES (passive,active), BENCH_TARGET (spread: clients use
 //! every node; leader: clients use the leader/primary only), BENCH_NODES (3),
-//! BENCH_WRITE_PCT (50).
+//! BENCH_WRITE_PCT (50), BENCH_REPLICA (path of the node binary; default this build's).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// BENCH_REPLICA names another build of the node (e.g. a saved copy of the previous
+/// commit's), so two versions can be compared back to back under the same load.
+fn replica_binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_REPLICA")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_faultline-replica").into())
+}
+
 fn start(mode: &str, n: usize) -> Cluster {
     let dir = std::env::temp_dir().join(format!("faultline-bench-{}-{mode}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -53,7 +61,7 @@ fn start(mode: &str, n: usize) -> Cluster {
             .filter(|&j| j != i)
             .map(|j| format!("n{}={}", j + 1, addrs[j]))
             .collect();
-        let child = Command::new(env!("CARGO_BIN_EXE_faultline-replica"))
+        let child = Command::new(replica_binary())
             .args(["--id", &format!("n{}", i + 1), "--listen", &addrs[i]])
             .args(["--peers", &peers.join(","), "--mode", mode])
             .arg("--data-dir")
