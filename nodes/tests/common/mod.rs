@@ -60,10 +60,22 @@ pub struct Cluster {
     mode: Mode,
     bugs: Vec<Bug>,
     dir: PathBuf,
+    /// Adjusts every node's flags (e.g. the bank's) before it starts.
+    tweak: fn(&mut NodeArgs),
 }
 
 impl Cluster {
     pub fn start(name: &str, n: usize, mode: Mode, bugs: &[Bug]) -> Cluster {
+        Cluster::start_with(name, n, mode, bugs, |_| {})
+    }
+
+    pub fn start_with(
+        name: &str,
+        n: usize,
+        mode: Mode,
+        bugs: &[Bug],
+        tweak: fn(&mut NodeArgs),
+    ) -> Cluster {
         let dir = temp_dir(name);
         let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -82,6 +94,7 @@ impl Cluster {
             mode,
             bugs: bugs.to_vec(),
             dir,
+            tweak,
         };
         for (i, l) in listeners.into_iter().enumerate() {
             cluster.launch(i, l);
@@ -98,15 +111,16 @@ impl Cluster {
             .map(|(_, m)| format!("{}={}", m.id, m.addr))
             .collect();
         let m = &self.members[i];
-        Config::from_args(args(
+        let mut a = args(
             &m.id,
             &m.addr.to_string(),
             &peers.join(","),
             self.mode,
             &self.dir.join(&m.id),
             &self.bugs,
-        ))
-        .unwrap()
+        );
+        (self.tweak)(&mut a);
+        Config::from_args(a).unwrap()
     }
 
     fn launch(&mut self, i: usize, listener: std::net::TcpListener) {
@@ -229,10 +243,21 @@ pub struct Processes {
     pub addrs: Vec<String>,
     pub dir: PathBuf,
     mode: &'static str,
+    /// Extra environment for every node (e.g. the bank's flags).
+    env: Vec<(String, String)>,
 }
 
 impl Processes {
     pub fn start(name: &str, n: usize, mode: &'static str) -> Processes {
+        Processes::start_with_env(name, n, mode, &[])
+    }
+
+    pub fn start_with_env(
+        name: &str,
+        n: usize,
+        mode: &'static str,
+        env: &[(&str, &str)],
+    ) -> Processes {
         let dir = temp_dir(name);
         let addrs: Vec<String> = (0..n)
             .map(|_| {
@@ -245,6 +270,10 @@ impl Processes {
             addrs,
             dir,
             mode,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for i in 0..n {
             p.spawn(i);
@@ -268,6 +297,7 @@ impl Processes {
             .env("FAULTLINE_ELECTION_TIMEOUT_MS", "150")
             .env("FAULTLINE_REQUEST_TIMEOUT_MS", "1500")
             .env("FAULTLINE_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn faultline-replica");
