@@ -181,31 +181,41 @@ fn union(all: Vec<Transfer>) -> Result<TransferLog, String> {
     Ok(out)
 }
 
-/// Attaches to `s` the part of the log the checker can look at: on each channel whose
-/// sender recorded, the transfers up to the higher of what the sender had sent at its cut
-/// and the highest seq recorded in flight. The checker only reads the log at those seqs
-/// and asks whether it reaches `sent`, so its judgement is the same as with the whole
-/// union — while each snapshot line stays small instead of repeating the run's log.
+/// Attaches to `s` the part of the log the checker can look at. The checker reads the log
+/// only on channels whose two ends recorded, and there only at the seqs it judges — from
+/// the first seq not delivered before the receiver's cut (or the lowest recorded in
+/// flight) up to the last sent before the sender's cut (or the highest recorded in
+/// flight) — plus the channel's highest logged seq, to know whether the log reaches
+/// `sent`. So its judgement is the same as with the whole union, while each snapshot line
+/// holds a handful of transfers instead of repeating the run's log.
 pub fn attach(s: &mut Snapshot, log: &TransferLog) {
     let mut part = Vec::new();
     for ch in s.channels() {
-        let Some(sender) = s.checkpoint(&ch.from) else {
+        let (Some(sender), Some(receiver)) = (s.checkpoint(&ch.from), s.checkpoint(&ch.to)) else {
             continue;
         };
-        let recorded = s
-            .checkpoint(&ch.to)
-            .map(|r| {
-                r.in_flight_from(&ch.from)
-                    .iter()
-                    .map(|m| m.seq)
-                    .max()
-                    .unwrap_or(0)
-            })
+        let Some(msgs) = log.get(&(ch.from.clone(), ch.to.clone())) else {
+            continue;
+        };
+        let recorded = receiver.in_flight_from(&ch.from);
+        let lo = recorded
+            .iter()
+            .map(|m| m.seq)
+            .chain([receiver.received_from(&ch.from) + 1])
+            .min()
+            .unwrap_or(1);
+        let hi = recorded
+            .iter()
+            .map(|m| m.seq)
+            .chain([sender.sent_to(&ch.to)])
+            .max()
             .unwrap_or(0);
-        let limit = sender.sent_to(&ch.to).max(recorded);
-        if let Some(msgs) = log.get(&(ch.from.clone(), ch.to.clone())) {
-            part.extend(msgs.iter().filter(|m| m.seq <= limit).cloned());
-        }
+        let last = msgs.iter().map(|m| m.seq).max().unwrap_or(0);
+        part.extend(
+            msgs.iter()
+                .filter(|m| (lo..=hi).contains(&m.seq) || m.seq == last)
+                .cloned(),
+        );
     }
     s.transfers = Some(part);
 }
@@ -466,9 +476,10 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
+            .filter(|m| m.from == "n1")
             .map(|m| m.seq)
             .collect();
-        assert_eq!(seqs, vec![1, 2, 3], "only what the checker can look at");
+        assert_eq!(seqs, vec![2, 3, 4], "only what the checker can look at");
         let mut whole = snapshot();
         whole.transfers = Some(log().into_values().flatten().collect());
         let (a, b) = (
@@ -479,6 +490,27 @@ mod tests {
         assert_eq!(a.outcome, Outcome::Inconsistent);
         assert!(a.violations.iter().any(|v| matches!(v,
             checker::snapshot::Violation::InFlightMissing { seqs, amount: Some(1), .. } if *seqs == vec![3])));
+    }
+
+    /// A log with a hole at the sender's last seq: the highest logged seq still decides
+    /// whether the log reaches `sent`, as with the whole log.
+    #[test]
+    fn a_hole_in_the_log_is_judged_as_with_the_whole_log() {
+        let holed = union(vec![
+            t("n1", "n2", 1, 5),
+            t("n1", "n2", 2, 7),
+            t("n1", "n2", 4, 9),
+            t("n1", "n2", 5, 9),
+        ])
+        .unwrap();
+        let mut part = snapshot();
+        attach(&mut part, &holed);
+        let mut whole = snapshot();
+        whole.transfers = Some(holed.into_values().flatten().collect());
+        assert_eq!(
+            check_snapshot(&part).unwrap().violations,
+            check_snapshot(&whole).unwrap().violations
+        );
     }
 
     #[test]
