@@ -18,7 +18,7 @@ pub enum BackendKind {
     /// Private user + network + PID namespaces; no Docker, no root needed.
     Sandbox,
     /// One container per node on an internal Docker network the run creates and removes
-    /// (image faultline:latest, see scripts/docker-image.sh); no packet faults.
+    /// (image faultline:latest, see scripts/docker-image.sh).
     Docker,
     /// The node containers of the docker-compose.yml project this harness runs in
     /// (see docker-compose.yml); partitions via the nodes' /admin/isolate; no packet faults.

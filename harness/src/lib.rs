@@ -76,7 +76,8 @@ pub fn run(args: RunArgs) -> i32 {
         }
         cli::BackendKind::Docker | cli::BackendKind::Compose => {
             let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
-            if let Err(e) = backend::docker::preflight(packet_faults) {
+            let compose = plan.backend == cli::BackendKind::Compose;
+            if let Err(e) = backend::docker::preflight(compose, packet_faults) {
                 eprintln!("faultline run: {e}");
                 return EXIT_ERROR;
             }

@@ -74,13 +74,13 @@ fn build_image() {
     );
 }
 
-/// IDs of containers and networks carrying a faultline run label.
-fn labelled_leftovers() -> Vec<String> {
+/// IDs of containers and networks carrying `label` (`faultline.run` or `faultline.run=ID`).
+fn labelled(label: &str) -> Vec<String> {
     let mut left = Vec::new();
     for what in [&["ps", "-a"][..], &["network", "ls"][..]] {
         let out = Command::new("docker")
             .args(what)
-            .args(["-q", "--filter", "label=faultline.run"])
+            .args(["-q", "--filter", &format!("label={label}")])
             .output()
             .expect("docker runs");
         assert!(out.status.success(), "{}", describe(&out));
@@ -91,6 +91,17 @@ fn labelled_leftovers() -> Vec<String> {
         );
     }
     left
+}
+
+/// What a run left behind, found by the run label it printed.
+fn leftovers_of(out: &Output) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let label = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("faultline.run="))
+        .map(|w| w.trim_end_matches(';').to_string())
+        .unwrap_or_else(|| panic!("the run printed no run label:\n{}", describe(out)));
+    labelled(&label)
 }
 
 fn docker_run(store: &Path, args: &[&str]) -> (Output, serde_json::Value) {
@@ -154,7 +165,7 @@ fn correct_nodes_stay_valid_under_partition_kill_and_pause() {
         "the cluster hardly served anything: {results:#}"
     );
     assert_eq!(
-        labelled_leftovers(),
+        leftovers_of(&out),
         Vec::<String>::new(),
         "run left Docker objects behind"
     );
@@ -187,23 +198,61 @@ fn a_buggy_cluster_is_caught_in_containers() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(results["verdict"], "invalid", "{results:#}");
     assert_eq!(
-        labelled_leftovers(),
+        leftovers_of(&out),
         Vec::<String>::new(),
         "run left Docker objects behind"
     );
 }
 
 #[test]
-fn packet_faults_are_refused_in_one_line() {
+fn packet_faults_really_delay_and_drop_between_containers() {
     if !docker_ready() {
         return;
     }
+    let _guard = lock();
+    build_image();
+    let store = tempfile::tempdir().unwrap();
+    let (out, results) = docker_run(
+        store.path(),
+        &[
+            "--nemesis",
+            "packet",
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "1.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(results["verdict"], "valid", "{results:#}");
+    let windows = results["nemesis"].as_array().expect("nemesis windows");
+    assert!(
+        windows.iter().any(|w| w["fault"] == "packet"),
+        "no packet fault recorded: {results:#}"
+    );
+    // Replication crosses the faulted links: some client ops must have waited for
+    // delayed or retransmitted packets (without faults, p99 here is a few ms).
+    let p99 = results["latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    assert!(
+        p99 > 40.0,
+        "p99 {p99} ms: were packets delayed at all? {results:#}"
+    );
+    assert_eq!(
+        leftovers_of(&out),
+        Vec::<String>::new(),
+        "run left Docker objects behind"
+    );
+}
+
+#[test]
+fn compose_refuses_packet_faults_in_one_line() {
+    // Refused before any Docker call, so this needs no daemon.
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
             "run",
             "--backend",
-            "docker",
+            "compose",
             "--nemesis",
             "packet",
             "--store",
@@ -215,7 +264,10 @@ fn packet_faults_are_refused_in_one_line() {
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("not supported by the docker"), "{stderr}");
+    assert!(
+        stderr.contains("not supported by the compose backend"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -253,5 +305,6 @@ fn a_dead_runs_leftovers_are_removed_by_the_next_run() {
         "{}",
         describe(&out)
     );
-    assert_eq!(labelled_leftovers(), Vec::<String>::new());
+    assert_eq!(labelled("faultline.run=deadbeef"), Vec::<String>::new());
+    assert_eq!(leftovers_of(&out), Vec::<String>::new());
 }

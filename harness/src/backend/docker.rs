@@ -23,8 +23,11 @@
 //!   data would make the next test's history look wrong. The next `up` makes them anew.
 //!
 //! Kill is `docker kill` (SIGKILL) then `docker start`; pause is `docker pause` (the
-//! cgroup freezer). Packet faults are not offered by either flavour: the run refuses to
-//! start when `--nemesis` asks for them.
+//! cgroup freezer). Packet faults (docker flavour only) reuse the sandbox's NFQUEUE
+//! delayer: one per faulted node, its queue bound inside that container's network
+//! namespace (a thread `setns`es there before starting it), with iptables OUTPUT rules
+//! in the same namespace steering the node's packets to its peers, and nft `dup` for
+//! duplicates. The compose flavour refuses `--nemesis packet` at start.
 //!
 //! Everything `create` makes carries the label `faultline.run=<run id>` plus the
 //! harness's PID and process start time, and is removed on teardown (normal exit, error,
@@ -41,6 +44,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as DockerError;
@@ -58,7 +62,7 @@ use futures_util::StreamExt;
 use super::sandbox::{NodeLaunch, NODE_PORT};
 use super::{Backend, NodeSpec};
 use crate::nemesis::grudge::Grudge;
-use crate::nemesis::packet::PacketFault;
+use crate::nemesis::packet::{PacketDelayer, PacketFault, QUEUE_NUM};
 
 /// The image the containers run (override with `FAULTLINE_IMAGE`).
 pub const DEFAULT_IMAGE: &str = "faultline:latest";
@@ -139,6 +143,59 @@ impl PartitionVia {
     }
 }
 
+/// A packet fault on one node: the iptables rules that steer its packets to the
+/// delayer, and the delayer (bound to a queue in that node's network namespace).
+struct PacketState {
+    node: usize,
+    pid: i64,
+    /// Peers whose packets are steered (one OUTPUT rule each).
+    steered: Vec<Ipv4Addr>,
+    delayer: PacketDelayer,
+}
+
+/// The iptables rule (without -A/-D) that queues `src`'s packets to `dst`; `bypass` lets
+/// traffic through untouched if the delayer is gone.
+fn steer_rule(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<String> {
+    [
+        "OUTPUT",
+        "-s",
+        &src.to_string(),
+        "-d",
+        &dst.to_string(),
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        &QUEUE_NUM.to_string(),
+        "--queue-bypass",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Starts a packet delayer whose queue lives in the network namespace of process `pid`:
+/// a dedicated thread enters the namespace (setns is per thread) and starts the delayer
+/// there, whose own thread inherits the namespace.
+fn delayer_in_netns(pid: i64, seed: u64) -> Result<PacketDelayer, String> {
+    let path = format!("/proc/{pid}/ns/net");
+    std::thread::Builder::new()
+        .name("netns-enter".into())
+        .spawn(move || {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; only this short-lived thread changes namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "entering {path}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            PacketDelayer::start(seed)
+        })
+        .map_err(|e| format!("starting a thread for the packet delayer: {e}"))?
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 /// One node's container.
 #[derive(Debug, Clone)]
 struct Node {
@@ -156,6 +213,12 @@ pub struct DockerBackend {
     /// The network this run created (removed on teardown); `None` for compose.
     network: Option<String>,
     partition_via: PartitionVia,
+    /// The `faultline.run` label value of everything this run made (empty for compose).
+    run_id: String,
+    /// Seeds the packet delayers.
+    seed: u64,
+    /// The packet fault in force, per faulted node.
+    packet: Mutex<Vec<PacketState>>,
     /// `nodes/` in the results folder: `<id>.log` is written here on teardown.
     log_dir: PathBuf,
     torn_down: AtomicBool,
@@ -176,12 +239,23 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Checks, before any cluster is made, that the plan can run on a Docker backend.
-pub fn preflight(packet_faults: bool) -> Result<(), String> {
-    if packet_faults {
+/// Checks, before any cluster is made, that the plan can run on a Docker backend:
+/// packet faults need the host-side route (root, nft, nsenter, iptables).
+pub fn preflight(compose: bool, packet_faults: bool) -> Result<(), String> {
+    if !packet_faults {
+        return Ok(());
+    }
+    if compose {
         return Err(
-            "packet faults are not supported by the docker and compose backends; drop `packet` \
-             from --nemesis or use --backend sandbox"
+            "packet faults are not supported by the compose backend (a container cannot enter its siblings' \
+             network namespaces); drop `packet` from --nemesis, or use --backend docker or sandbox"
+                .into(),
+        );
+    }
+    if !nftables_usable() || find_tool("iptables").is_none() {
+        return Err(
+            "packet faults with --backend docker need root and nft, nsenter and iptables on the host \
+             (apt-get install nftables iptables util-linux); or drop `packet` from --nemesis"
                 .into(),
         );
     }
@@ -276,7 +350,7 @@ fn is_not_found(e: &DockerError) -> bool {
 impl DockerBackend {
     /// `--backend docker`: cleans up after dead runs, creates the network and one
     /// container per node, and starts them all.
-    pub fn create(count: usize, launch: NodeLaunch) -> Result<Self, String> {
+    pub fn create(count: usize, launch: NodeLaunch, seed: u64) -> Result<Self, String> {
         let rt = own_runtime()?;
         let docker = block_on(&rt, connect())?;
         let image = std::env::var("FAULTLINE_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.into());
@@ -320,6 +394,9 @@ impl DockerBackend {
             specs: Vec::new(),
             nodes: Vec::new(),
             network: Some(network.clone()),
+            seed,
+            run_id: run_id.clone(),
+            packet: Mutex::new(Vec::new()),
             partition_via: if nftables_usable() {
                 PartitionVia::Nftables
             } else {
@@ -375,6 +452,12 @@ impl DockerBackend {
     /// harness belongs to (`COMPOSE_PROJECT_NAME`, or the project of the container the
     /// harness runs in) and checks they run what the plan says.
     pub fn attach_compose(count: usize, launch: NodeLaunch) -> Result<Self, String> {
+        if !launch.node_args.is_empty() {
+            return Err(format!(
+                "this run needs node flags ({}) that compose nodes do not get; use --backend docker or sandbox",
+                launch.node_args.join(" ")
+            ));
+        }
         let rt = own_runtime()?;
         let docker = block_on(&rt, connect())?;
         let found = block_on(&rt, find_compose_nodes(&docker))?;
@@ -448,9 +531,16 @@ impl DockerBackend {
             nodes,
             network: None,
             partition_via: PartitionVia::AdminApi,
+            run_id: String::new(),
+            seed: 0,
+            packet: Mutex::new(Vec::new()),
             log_dir: launch.dir,
             torn_down: AtomicBool::new(false),
         })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     pub fn partition_via(&self) -> PartitionVia {
@@ -503,6 +593,7 @@ impl DockerBackend {
         for bug in &launch.bugs {
             cmd.extend(["--bug".to_string(), bug.clone()]);
         }
+        cmd.extend(launch.node_args.iter().cloned());
         let mut labels = labels.clone();
         labels.insert(NODE_LABEL.into(), spec.id.clone());
         Ok(ContainerCreateBody {
@@ -565,34 +656,103 @@ impl DockerBackend {
         if !running || pid <= 0 {
             return Ok(());
         }
+        self.run_in_netns(i, pid, "nft", &["-f", "-"], Some(script))
+    }
+
+    /// Runs `tool args` in the network namespace of process `pid` (node `i`'s), with
+    /// `nsenter -t pid -n`.
+    fn run_in_netns(
+        &self,
+        i: usize,
+        pid: i64,
+        tool: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<(), String> {
+        let id = &self.specs[i].id;
         let mut child = Command::new(find_tool("nsenter").unwrap_or_else(|| "nsenter".into()))
             .args(["-t", &pid.to_string(), "-n", "--"])
-            .arg(find_tool("nft").unwrap_or_else(|| "nft".into()))
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
+            .arg(find_tool(tool).unwrap_or_else(|| tool.into()))
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("running nsenter/nft for {}: {e}", self.specs[i].id))?;
-        {
+            .map_err(|e| format!("running nsenter/{tool} for {id}: {e}"))?;
+        if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
             use std::io::Write;
-            let mut stdin = child.stdin.take().expect("piped");
-            stdin
-                .write_all(script.as_bytes())
-                .map_err(|e| format!("feeding nft for {}: {e}", self.specs[i].id))?;
+            pipe.write_all(script.as_bytes())
+                .map_err(|e| format!("feeding {tool} for {id}: {e}"))?;
         }
         let out = child
             .wait_with_output()
-            .map_err(|e| format!("nft for {}: {e}", self.specs[i].id))?;
+            .map_err(|e| format!("{tool} for {id}: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
-                "nft in {}'s namespace failed: {}",
-                self.specs[i].id,
+                "{tool} in {id}'s namespace failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
+    }
+
+    /// Steers node `src`'s packets to its peers through a delayer bound to an NFQUEUE in
+    /// its own network namespace, and adds the duplication rules there.
+    fn install_packet_fault(&self, src: usize, fault: PacketFault) -> Result<(), String> {
+        let (running, _, pid) = self.state(src)?;
+        if !running || pid <= 0 {
+            return Ok(()); // a stopped node sends nothing
+        }
+        let delayer = delayer_in_netns(pid, self.seed ^ (src as u64 + 1))?;
+        delayer.set(Some(fault));
+        let saddr = self.nodes[src].addr;
+        let peers: Vec<Ipv4Addr> = (0..self.nodes.len())
+            .filter(|&d| d != src)
+            .map(|d| self.nodes[d].addr)
+            .collect();
+        let mut steered = Vec::new();
+        let mut result = Ok(());
+        for peer in &peers {
+            let rule = steer_rule(saddr, *peer);
+            let mut args = vec!["-A"];
+            args.extend(rule.iter().map(String::as_str));
+            result = self.run_in_netns(src, pid, "iptables", &args, None);
+            if result.is_err() {
+                break;
+            }
+            steered.push(*peer);
+        }
+        if result.is_ok() && fault.duplicate_permille > 0 {
+            // The kernel clones the packet straight to the peer while the original waits
+            // in the delay queue: a duplicate that also arrives early.
+            let dup: String = peers
+                .iter()
+                .map(|peer| {
+                    format!(
+                        "    ip daddr {peer} numgen random mod 1000 < {} counter dup to {peer} device \"eth0\"\n",
+                        fault.duplicate_permille
+                    )
+                })
+                .collect();
+            result = self.nft_in(
+                src,
+                &format!(
+                    "table ip faultline_dup\ndelete table ip faultline_dup\ntable ip faultline_dup {{\n  chain clone {{\n    type filter hook output priority -5; policy accept;\n{dup}  }}\n}}\n"
+                ),
+            );
+        }
+        self.packet.lock().unwrap().push(PacketState {
+            node: src,
+            pid,
+            steered,
+            delayer,
+        });
+        result
     }
 
     /// POSTs to node `i`'s admin API; a node that is down or paused cannot answer, and
@@ -995,18 +1155,60 @@ impl Backend for DockerBackend {
         first_err.map_or(Ok(()), Err)
     }
 
-    fn start_packet_fault(&self, _from: &[usize], _fault: PacketFault) -> Result<(), String> {
-        Err("packet faults are not supported by the docker backend".into())
+    fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), String> {
+        if self.partition_via != PartitionVia::Nftables {
+            return Err("packet faults need root, nft and iptables on the host (the compose backend has none)".into());
+        }
+        self.stop_packet_fault()?;
+        for &src in from {
+            if let Err(e) = self.install_packet_fault(src, fault) {
+                let _ = self.stop_packet_fault();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn stop_packet_fault(&self) -> Result<(), String> {
-        Ok(())
+        let states = std::mem::take(&mut *self.packet.lock().unwrap());
+        let mut first_err = None;
+        for state in states {
+            // The container may have been killed since: its namespace (and rules) is gone.
+            let alive = matches!(self.state(state.node), Ok((true, _, pid)) if pid == state.pid);
+            if alive {
+                let src = self.nodes[state.node].addr;
+                for peer in &state.steered {
+                    let rule = steer_rule(src, *peer);
+                    let mut args = vec!["-D"];
+                    args.extend(rule.iter().map(String::as_str));
+                    if let Err(e) =
+                        self.run_in_netns(state.node, state.pid, "iptables", &args, None)
+                    {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                if let Err(e) = self.run_in_netns(
+                    state.node,
+                    state.pid,
+                    "nft",
+                    &["-f", "-"],
+                    Some("table ip faultline_dup\ndelete table ip faultline_dup\n"),
+                ) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            // Releases every held packet, then stops the delayer's thread.
+            state.delayer.set(None);
+            drop(state.delayer);
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     fn teardown(&self) {
         if self.torn_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        let _ = self.stop_packet_fault();
         self.save_logs();
         let containers: Vec<String> = self.nodes.iter().map(|n| n.container.clone()).collect();
         let network = self.network.clone();

@@ -56,9 +56,10 @@ pub fn create(
     Ok(match kind {
         BackendKind::Sandbox => Arc::new(sandbox::SandboxBackend::create(count, launch, seed)?),
         BackendKind::Docker => {
-            let backend = docker::DockerBackend::create(count, launch)?;
+            let backend = docker::DockerBackend::create(count, launch, seed)?;
+            let (id, label) = (backend.run_id(), docker::RUN_LABEL);
             eprintln!(
-                "faultline run: docker backend: partitions via {}",
+                "faultline run: docker backend: label {label}={id}; partitions via {}",
                 backend.partition_via().describe()
             );
             Arc::new(backend)
