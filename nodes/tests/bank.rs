@@ -195,7 +195,13 @@ async fn transfers_conserve_money_and_refuse_overdrafts() {
     let load = Load::start(&addrs, 6, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ok = load.stop().await;
+    let t = Instant::now();
     let statuses = drain(&addrs, Duration::from_secs(10)).await;
+    eprintln!(
+        "{} transfers accepted in 1.5 s by 6 clients; drained within {:?}",
+        ok.iter().sum::<u64>(),
+        t.elapsed()
+    );
     assert_eq!(total(&statuses), 300, "{statuses:#?}");
     assert!(statuses.iter().all(|s| s["balance"].as_i64().unwrap() >= 0));
     let log = transfer_log(&addrs).await;
