@@ -20,10 +20,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, NodeId, Op, Outcome, Request, RequestId, Value};
 use crate::config::Config;
-use crate::driver::{ClientResult, Event};
+use crate::driver::{ClientResult, Event, Replier};
 use crate::machine::{Machine, Rejection, Status};
 use crate::metrics::Direction;
-use crate::transport::{Envelope, Transport};
+use crate::transport::{self, Envelope, Transport};
 
 /// Marks a client request one node forwarded to another, so it is never forwarded again.
 pub const FORWARDED_BY: &str = "x-faultline-forwarded-by";
@@ -47,6 +47,7 @@ pub fn router<M: Machine>(node: Arc<Node<M>>) -> Router {
         .route("/status", get(status::<M>))
         .route("/metrics", get(metrics::<M>))
         .route("/peer/message", post(peer_message::<M>))
+        .route(transport::STREAM_PATH, post(peer_stream::<M>))
         .route("/admin/isolate", post(isolate::<M>))
         .route("/admin/heal", post(heal::<M>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", true) })
@@ -213,11 +214,6 @@ impl<M: Machine> Node<M> {
                 );
             }
         }
-        if forwarded_by.is_none() {
-            if let Some(leader) = self.known_leader_elsewhere() {
-                return self.forward(&leader, cmd).await;
-            }
-        }
         let req = Request {
             id: RequestId {
                 node: self.config.id.clone(),
@@ -227,7 +223,12 @@ impl<M: Machine> Node<M> {
         };
         let (done, wait) = oneshot::channel();
         let cmd = req.cmd.clone();
-        if self.events.send(Event::Client { req, done }).await.is_err() {
+        let event = Event::Client {
+            req,
+            forwarded: forwarded_by.is_some(),
+            done,
+        };
+        if self.events.send(event).await.is_err() {
             return (
                 "stopped",
                 error(StatusCode::SERVICE_UNAVAILABLE, "node is stopping", true),
@@ -294,22 +295,6 @@ impl<M: Machine> Node<M> {
                 ),
             ),
         }
-    }
-
-    /// The leader, when this node is a passive-mode follower that knows it: the request
-    /// goes straight there, saving a round trip through the protocol loop only to be told
-    /// "not the leader". Safe however stale the status is, since the leader decides; if
-    /// it no longer leads, it refuses the forwarded request as definitely not applied.
-    fn known_leader_elsewhere(&self) -> Option<NodeId> {
-        let status = self.status.borrow();
-        if status.role != "follower" {
-            return None;
-        }
-        status
-            .leader
-            .as_ref()
-            .filter(|l| **l != self.config.id)
-            .cloned()
     }
 
     /// Passes the request on to the leader and its answer back unchanged.
@@ -503,7 +488,7 @@ async fn peer_message<M: Machine>(
     let event = Event::Peer {
         from: env.from,
         msg: env.msg,
-        reply,
+        reply: Replier::Http(reply),
     };
     if node.events.send(event).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "node is stopping", true);
@@ -521,6 +506,57 @@ async fn peer_message<M: Machine>(
             false,
         ),
     }
+}
+
+/// Switches a peer's connection to a stream of framed messages (see `transport`).
+async fn peer_stream<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    mut req: axum::extract::Request,
+) -> Response {
+    let from = req
+        .headers()
+        .get(transport::PEER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !node.transport.is_peer(&from) {
+        let msg = format!("{from:?} is not a peer");
+        return error(StatusCode::FORBIDDEN, msg, true);
+    }
+    if node.transport.is_isolated(&from) {
+        let msg = format!("isolated from {from}");
+        return error(StatusCode::SERVICE_UNAVAILABLE, msg, true);
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match upgrade.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!(peer = %from, "peer stream upgrade failed: {e}");
+                return;
+            }
+        };
+        let events = node.events.clone();
+        let peer = from.clone();
+        transport::serve_stream(io, from, node.transport.clone(), M::kind, |msg, reply| {
+            let event = Event::Peer {
+                from: peer.clone(),
+                msg,
+                reply: Replier::Stream(reply),
+            };
+            let events = events.clone();
+            async move { events.send(event).await.is_ok() }
+        })
+        .await;
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (axum::http::header::CONNECTION, "upgrade"),
+            (axum::http::header::UPGRADE, transport::STREAM_PROTOCOL),
+        ],
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -19,7 +19,7 @@ use crate::command::{NodeId, Outcome, Request, RequestId};
 use crate::disk::{Disk, HardState};
 use crate::log::{Entry, StableMark};
 use crate::machine::{Machine, Ready, Rejection, Status};
-use crate::transport::{SendFailure, Transport};
+use crate::transport::{SendFailure, StreamReply, Transport};
 
 /// Most events folded into one batch, so ticks and replies are never starved.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -30,15 +30,18 @@ pub enum Event<M> {
     Peer {
         from: NodeId,
         msg: M,
-        reply: oneshot::Sender<Option<M>>,
+        reply: Replier<M>,
     },
-    /// The outcome of a message we sent.
+    /// The outcome of a message of type `kind` we sent.
     Delivered {
         to: NodeId,
+        kind: &'static str,
         result: Result<Option<M>, SendFailure>,
     },
     Client {
         req: Request,
+        /// Another node forwarded it: never pass it on again.
+        forwarded: bool,
         done: oneshot::Sender<ClientResult>,
     },
     /// The disk thread made writes up to `seq` durable.
@@ -47,6 +50,24 @@ pub enum Event<M> {
         marks: Vec<StableMark>,
     },
     DiskFailed(String),
+}
+
+/// Where the answer to a peer's request goes: the HTTP exchange it came on
+/// (`POST /peer/message`) or the peer's stream.
+pub enum Replier<M> {
+    Http(oneshot::Sender<Option<M>>),
+    Stream(StreamReply<M>),
+}
+
+impl<M> Replier<M> {
+    fn send(self, reply: Option<M>) {
+        match self {
+            Replier::Http(tx) => {
+                let _ = tx.send(reply);
+            }
+            Replier::Stream(s) => s.send(reply),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,7 +79,7 @@ pub enum ClientResult {
 /// Something to release once the disk has caught up.
 enum Output<M> {
     Send(NodeId, M),
-    Reply(oneshot::Sender<Option<M>>, Option<M>),
+    Reply(Replier<M>, Option<M>),
     Answer(RequestId, ClientResult),
 }
 
@@ -70,7 +91,7 @@ struct DiskJob {
     mark: Option<StableMark>,
 }
 
-type HeldReplies<M> = Vec<(oneshot::Sender<Option<M>>, Option<M>)>;
+type HeldReplies<M> = Vec<(Replier<M>, Option<M>)>;
 
 pub struct Driver<M: Machine> {
     machine: M,
@@ -169,19 +190,30 @@ impl<M: Machine> Driver<M> {
                 let out = self.machine.step(&from, msg);
                 held.push((reply, out));
             }
-            Event::Delivered { to, result } => match result {
+            Event::Delivered { to, kind, result } => match result {
                 Ok(Some(msg)) => {
                     let _ = self.machine.step(&to, msg);
                 }
                 Ok(None) => {}
                 Err(failure) => {
                     tracing::debug!(peer = %to, ?failure, "message not delivered");
-                    self.machine.unreachable(&to);
+                    let definite =
+                        matches!(failure, SendFailure::Isolated | SendFailure::Connect(_));
+                    self.machine.undelivered(&to, kind, definite);
                 }
             },
-            Event::Client { req, done } => {
+            Event::Client {
+                req,
+                forwarded,
+                done,
+            } => {
                 let id = req.id.clone();
-                match self.machine.client(req) {
+                let taken = if forwarded {
+                    self.machine.client_forwarded(req)
+                } else {
+                    self.machine.client(req)
+                };
+                match taken {
                     Ok(()) => {
                         self.waiters.insert(id, done);
                     }
@@ -263,14 +295,13 @@ impl<M: Machine> Driver<M> {
             Output::Send(to, msg) => {
                 let transport = self.transport.clone();
                 let loopback = self.loopback.clone();
+                let kind = M::kind(&msg);
                 tokio::spawn(async move {
                     let result = transport.send(&to, msg, M::kind).await;
-                    let _ = loopback.send(Event::Delivered { to, result }).await;
+                    let _ = loopback.send(Event::Delivered { to, kind, result }).await;
                 });
             }
-            Output::Reply(reply, msg) => {
-                let _ = reply.send(msg);
-            }
+            Output::Reply(reply, msg) => reply.send(msg),
             Output::Answer(id, result) => {
                 if let Some(w) = self.waiters.remove(&id) {
                     let _ = w.send(result);

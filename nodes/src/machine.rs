@@ -92,8 +92,19 @@ pub trait Machine: Send + 'static {
     fn step(&mut self, from: &str, msg: Self::Msg) -> Option<Self::Msg>;
     /// A message to `peer` could not be delivered (or its reply never came).
     fn unreachable(&mut self, peer: &str);
+    /// A message of type `kind` to `peer` failed; `definite` when it certainly never
+    /// arrived (link cut, no connection). Protocols that track what they sent override it.
+    fn undelivered(&mut self, peer: &str, kind: &'static str, definite: bool) {
+        let _ = (kind, definite);
+        self.unreachable(peer);
+    }
     /// A client request taken by this node.
     fn client(&mut self, req: Request) -> Result<(), Rejection>;
+    /// A client request another node forwarded here: taken only if this node can order
+    /// it itself, never passed on again.
+    fn client_forwarded(&mut self, req: Request) -> Result<(), Rejection> {
+        self.client(req)
+    }
     /// Flushes batched sends and takes everything the driver must act on.
     fn ready(&mut self) -> Ready<Self::Msg>;
     fn status(&self) -> Status;

@@ -16,6 +16,15 @@
 //! - Reads use ReadIndex (thesis §6.4): record the commit index, confirm leadership by a
 //!   round of probes (or appends) acknowledged by a majority, wait until applied, read
 //!   locally. All reads that arrive together share one round.
+//! - A follower does not pass client requests on one by one: it batches them. Writes go
+//!   to the leader in one `Forward` per round trip; the leader appends them and the
+//!   follower answers each client when it applies the entry itself (the leader tells it
+//!   the commit index promptly). Reads use the follower variant of ReadIndex (thesis
+//!   §6.4.1): one `ReadIndex` asks the leader for its commit index, the leader confirms
+//!   leadership with its next round and returns the index, and the follower serves
+//!   every read of the batch once it has applied that far. Anything the leader refuses
+//!   (or a lost batch known never to have arrived) goes back to the client path, which
+//!   forwards it over HTTP as before.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,6 +95,32 @@ pub enum RaftMsg {
         round: u64,
         ok: bool,
     },
+    /// Client writes a follower took, for the leader to append (batch `batch`).
+    Forward {
+        term: u64,
+        batch: u64,
+        reqs: Vec<Request>,
+    },
+    /// Whether the leader appended a `Forward`'s requests; if not, none of them.
+    ForwardReply {
+        term: u64,
+        batch: u64,
+        accepted: bool,
+        leader: Option<NodeId>,
+    },
+    /// A follower's reads of batch `batch` want a read index.
+    ReadIndex {
+        term: u64,
+        batch: u64,
+    },
+    /// The commit index once leadership was confirmed after the request arrived; `None`
+    /// if the leader refuses (not leading, no quorum).
+    ReadIndexReply {
+        term: u64,
+        batch: u64,
+        index: Option<u64>,
+        leader: Option<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +129,34 @@ enum Role {
     PreCandidate,
     Candidate,
     Leader,
+}
+
+/// A read a follower took: waiting to be sent (`batch` none), waiting for the leader's
+/// read index, or waiting for `applied` to reach it.
+#[derive(Debug)]
+struct FollowerRead {
+    id: RequestId,
+    key: String,
+    batch: Option<u64>,
+    index: Option<u64>,
+}
+
+/// A follower's read-index request, served like a local read but answered by message.
+#[derive(Debug)]
+struct RemoteRead {
+    from: NodeId,
+    batch: u64,
+    index: u64,
+    round: u64,
+}
+
+/// A batch sent to the leader and not yet answered.
+#[derive(Debug)]
+struct Inflight {
+    batch: u64,
+    to: NodeId,
+    sent_at: u64,
+    ids: Vec<RequestId>,
 }
 
 #[derive(Debug)]
@@ -138,7 +201,15 @@ pub struct Raft {
     /// meanwhile share the next one.
     probe_sent_at: Option<u64>,
     reads: Vec<PendingRead>,
+    remote_reads: Vec<RemoteRead>,
     last_heard: BTreeMap<NodeId, u64>,
+
+    // Follower side of batched forwarding.
+    to_forward: Vec<Request>,
+    forward_inflight: Option<Inflight>,
+    follower_reads: Vec<FollowerRead>,
+    read_index_inflight: Option<Inflight>,
+    next_batch: u64,
 
     // Output, drained by `ready`.
     hard_dirty: bool,
@@ -189,7 +260,13 @@ impl Raft {
             round_wanted: false,
             probe_sent_at: None,
             reads: Vec::new(),
+            remote_reads: Vec::new(),
             last_heard: BTreeMap::new(),
+            to_forward: Vec::new(),
+            forward_inflight: None,
+            follower_reads: Vec::new(),
+            read_index_inflight: None,
+            next_batch: 1,
             hard_dirty: false,
             outbox: Vec::new(),
             replies: Vec::new(),
@@ -226,6 +303,15 @@ impl Raft {
         if self.role == Role::Leader {
             for read in self.reads.drain(..) {
                 self.rejected.push((read.id, Rejection::LeadershipLost));
+            }
+            for r in std::mem::take(&mut self.remote_reads) {
+                let refusal = RaftMsg::ReadIndexReply {
+                    term: self.term,
+                    batch: r.batch,
+                    index: None,
+                    leader: leader.clone(),
+                };
+                self.outbox.push((r.from, refusal));
             }
             self.progress.clear();
         }
@@ -508,6 +594,224 @@ impl Raft {
         }
     }
 
+    /// Leader side of a follower's write batch: append them all, or none.
+    fn on_forward(&mut self, from: &str, term: u64, batch: u64, reqs: Vec<Request>) -> RaftMsg {
+        let refuse = |raft: &Raft, leader: Option<NodeId>| RaftMsg::ForwardReply {
+            term: raft.term,
+            batch,
+            accepted: false,
+            leader,
+        };
+        if self.role != Role::Leader || term > self.term {
+            return refuse(self, self.leader.clone());
+        }
+        // Bug::AckBeforeCommit answers at the leader; so such a leader takes writes only
+        // on the path where it answers the client itself (the follower forwards them
+        // over HTTP instead). Without a quorum, that path gives the definite 503.
+        if self.bugs.has(Bug::AckBeforeCommit) || !self.quorum_fresh() {
+            return refuse(self, Some(self.id.clone()));
+        }
+        for req in reqs {
+            self.log.append(Entry {
+                term: self.term,
+                req: Some(req),
+            });
+        }
+        let last = self.log.last_index();
+        if let Some(p) = self.progress.get_mut(from) {
+            p.commit_wanted = p.commit_wanted.max(last);
+        }
+        RaftMsg::ForwardReply {
+            term: self.term,
+            batch,
+            accepted: true,
+            leader: None,
+        }
+    }
+
+    fn on_forward_reply(&mut self, batch: u64, accepted: bool, leader: Option<NodeId>) {
+        if self
+            .forward_inflight
+            .as_ref()
+            .is_none_or(|f| f.batch != batch)
+        {
+            return;
+        }
+        let inflight = self.forward_inflight.take().unwrap();
+        if !accepted {
+            // Definitely in no log: back to the client path (HTTP forward or 503).
+            let leader = leader.or_else(|| self.leader.clone());
+            for id in inflight.ids {
+                let leader = leader.clone();
+                self.rejected.push((id, Rejection::NotLeader { leader }));
+            }
+        }
+        // Accepted: each is answered when this node applies it.
+    }
+
+    /// Leader side of a follower's read batch: answered once a round started after it
+    /// arrived is confirmed by a majority.
+    fn on_read_index(&mut self, from: &str, term: u64, batch: u64) {
+        let leading = self.role == Role::Leader && term <= self.term;
+        // Bug::StaleRead serves reads at the leader without a round; such a leader takes
+        // reads only on that path (the follower forwards them over HTTP).
+        if !leading || self.bugs.has(Bug::StaleRead) || !self.quorum_fresh() {
+            let leader = if leading {
+                Some(self.id.clone())
+            } else {
+                self.leader.clone()
+            };
+            let refusal = RaftMsg::ReadIndexReply {
+                term: self.term,
+                batch,
+                index: None,
+                leader,
+            };
+            self.outbox.push((from.to_string(), refusal));
+            return;
+        }
+        self.remote_reads.push(RemoteRead {
+            from: from.to_string(),
+            batch,
+            index: self.commit.max(self.term_start),
+            round: self.round + 1,
+        });
+        self.round_wanted = true;
+    }
+
+    fn on_read_index_reply(&mut self, batch: u64, index: Option<u64>, leader: Option<NodeId>) {
+        if self
+            .read_index_inflight
+            .as_ref()
+            .is_some_and(|r| r.batch == batch)
+        {
+            self.read_index_inflight = None;
+        }
+        match index {
+            Some(index) => {
+                for r in &mut self.follower_reads {
+                    if r.batch == Some(batch) {
+                        r.index = Some(index);
+                    }
+                }
+            }
+            None => {
+                let leader = leader.or_else(|| self.leader.clone());
+                self.reject_follower_reads(Some(batch), leader);
+            }
+        }
+    }
+
+    /// Rejects the follower reads of `batch` (all of them if `None`) as not served here.
+    fn reject_follower_reads(&mut self, batch: Option<u64>, leader: Option<NodeId>) {
+        let (gone, kept) = std::mem::take(&mut self.follower_reads)
+            .into_iter()
+            .partition(|r| batch.is_none() || r.batch == batch);
+        self.follower_reads = kept;
+        for r in gone {
+            let leader = leader.clone();
+            self.rejected.push((r.id, Rejection::NotLeader { leader }));
+        }
+    }
+
+    /// The leader a follower may batch client requests to, if any.
+    fn batch_target(&self) -> Option<NodeId> {
+        if self.role != Role::Follower {
+            return None;
+        }
+        self.leader.clone().filter(|l| *l != self.id)
+    }
+
+    /// Follower side, once per batch: send what queued, serve reads that may be served,
+    /// give back what can no longer go to the leader.
+    fn follower_ready(&mut self) {
+        let Some(leader) = self.batch_target() else {
+            let leader = self.leader.clone();
+            for req in std::mem::take(&mut self.to_forward) {
+                let leader = leader.clone();
+                self.rejected
+                    .push((req.id, Rejection::NotLeader { leader }));
+            }
+            // Requests already forwarded may still commit; they are answered if this node
+            // applies them, else the client times out (unknown), as over HTTP.
+            self.forward_inflight = None;
+            self.read_index_inflight = None;
+            self.reject_follower_reads(None, leader);
+            return;
+        };
+        // A batch whose answer never came (lost with no failure report) stops blocking.
+        let expired = |f: &Option<Inflight>, now: u64, after: u64, to: &str| {
+            f.as_ref()
+                .is_some_and(|f| now > f.sent_at + after || f.to != to)
+        };
+        if expired(
+            &self.forward_inflight,
+            self.now,
+            self.timing.election_max,
+            &leader,
+        ) {
+            self.forward_inflight = None;
+        }
+        if expired(
+            &self.read_index_inflight,
+            self.now,
+            self.timing.election_max,
+            &leader,
+        ) {
+            let batch = self.read_index_inflight.take().map(|r| r.batch);
+            self.reject_follower_reads(batch, Some(leader.clone()));
+        }
+        if !self.to_forward.is_empty() && self.forward_inflight.is_none() {
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            let reqs = std::mem::take(&mut self.to_forward);
+            self.forward_inflight = Some(Inflight {
+                batch,
+                to: leader.clone(),
+                sent_at: self.now,
+                ids: reqs.iter().map(|r| r.id.clone()).collect(),
+            });
+            let msg = RaftMsg::Forward {
+                term: self.term,
+                batch,
+                reqs,
+            };
+            self.outbox.push((leader.clone(), msg));
+        }
+        let unsent = self.follower_reads.iter().any(|r| r.batch.is_none());
+        if unsent && self.read_index_inflight.is_none() {
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            for r in &mut self.follower_reads {
+                if r.batch.is_none() {
+                    r.batch = Some(batch);
+                }
+            }
+            self.read_index_inflight = Some(Inflight {
+                batch,
+                to: leader.clone(),
+                sent_at: self.now,
+                ids: Vec::new(),
+            });
+            let msg = RaftMsg::ReadIndex {
+                term: self.term,
+                batch,
+            };
+            self.outbox.push((leader, msg));
+        }
+        let applied = self.applied;
+        let mut k = 0;
+        while k < self.follower_reads.len() {
+            if self.follower_reads[k].index.is_some_and(|i| i <= applied) {
+                let r = self.follower_reads.swap_remove(k);
+                let value = self.store.get(&r.key);
+                self.replies.push((r.id, Outcome::Value(value)));
+            } else {
+                k += 1;
+            }
+        }
+    }
+
     fn maybe_commit(&mut self) {
         let mut matched = vec![self.log.stable()];
         matched.extend(self.progress.values().map(|p| p.matched));
@@ -543,7 +847,10 @@ impl Raft {
         if !p.can_send(self.now, has_entries) {
             return;
         }
-        if !(has_entries || heartbeat) {
+        // A follower waiting to answer its own clients (forwarded writes, reads at a
+        // read index) learns the commit index at once rather than at the next heartbeat.
+        let commit_news = p.commit_sent < self.commit.min(p.commit_wanted);
+        if !(has_entries || heartbeat || commit_news) {
             return;
         }
         let prev_index = p.next - 1;
@@ -560,6 +867,7 @@ impl Raft {
         let p = self.progress.get_mut(peer).unwrap();
         p.on_send(self.now, count);
         p.sent_round = self.round;
+        p.commit_sent = self.commit;
         self.outbox.push((peer.to_string(), msg));
     }
 
@@ -575,6 +883,24 @@ impl Raft {
             return;
         }
         let confirmed = self.confirmed_round();
+        let mut k = 0;
+        while k < self.remote_reads.len() {
+            if self.remote_reads[k].round <= confirmed {
+                let r = self.remote_reads.swap_remove(k);
+                if let Some(p) = self.progress.get_mut(&r.from) {
+                    p.commit_wanted = p.commit_wanted.max(r.index);
+                }
+                let reply = RaftMsg::ReadIndexReply {
+                    term: self.term,
+                    batch: r.batch,
+                    index: Some(r.index),
+                    leader: None,
+                };
+                self.outbox.push((r.from, reply));
+            } else {
+                k += 1;
+            }
+        }
         let mut i = 0;
         while i < self.reads.len() {
             let r = &self.reads[i];
@@ -602,19 +928,20 @@ impl Machine for Raft {
             RaftMsg::PreVoteReply { .. } => "pre_vote_reply",
             RaftMsg::ReadProbe { .. } => "read_probe",
             RaftMsg::ReadAck { .. } => "read_ack",
+            RaftMsg::Forward { .. } => "forward",
+            RaftMsg::ForwardReply { .. } => "forward_reply",
+            RaftMsg::ReadIndex { .. } => "read_index",
+            RaftMsg::ReadIndexReply { .. } => "read_index_reply",
         }
     }
 
     fn needs_durability(msg: &RaftMsg) -> bool {
         // A leader's appends may precede its own fsync (it counts itself only up to
-        // `Log::stable`); acknowledgements and votes must not precede ours.
-        !matches!(
+        // `Log::stable`); acknowledgements and votes must not precede ours. Forwarding
+        // and read indexes promise nothing about durable state.
+        matches!(
             msg,
-            RaftMsg::Append { .. }
-                | RaftMsg::ReadProbe { .. }
-                | RaftMsg::ReadAck { .. }
-                | RaftMsg::PreVote { .. }
-                | RaftMsg::PreVoteReply { .. }
+            RaftMsg::AppendReply { .. } | RaftMsg::Vote { .. } | RaftMsg::VoteReply { .. }
         )
     }
 
@@ -690,6 +1017,31 @@ impl Machine for Raft {
                 self.on_read_ack(from, term, round, ok);
                 None
             }
+            RaftMsg::Forward { term, batch, reqs } => {
+                Some(self.on_forward(from, term, batch, reqs))
+            }
+            RaftMsg::ForwardReply {
+                batch,
+                accepted,
+                leader,
+                ..
+            } => {
+                self.on_forward_reply(batch, accepted, leader);
+                None
+            }
+            RaftMsg::ReadIndex { term, batch } => {
+                self.on_read_index(from, term, batch);
+                None
+            }
+            RaftMsg::ReadIndexReply {
+                batch,
+                index,
+                leader,
+                ..
+            } => {
+                self.on_read_index_reply(batch, index, leader);
+                None
+            }
         }
     }
 
@@ -700,11 +1052,58 @@ impl Machine for Raft {
         }
     }
 
-    fn client(&mut self, req: Request) -> Result<(), Rejection> {
+    fn undelivered(&mut self, peer: &str, kind: &'static str, definite: bool) {
+        self.unreachable(peer);
+        let to_peer = |f: &Option<Inflight>| f.as_ref().is_some_and(|f| f.to == peer);
+        match kind {
+            "forward" if to_peer(&self.forward_inflight) => {
+                let inflight = self.forward_inflight.take().unwrap();
+                if definite {
+                    for id in inflight.ids {
+                        let leader = Some(peer.to_string());
+                        self.rejected.push((id, Rejection::NotLeader { leader }));
+                    }
+                }
+            }
+            "read_index" if to_peer(&self.read_index_inflight) => {
+                let batch = self.read_index_inflight.take().map(|r| r.batch);
+                self.reject_follower_reads(batch, Some(peer.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    fn client_forwarded(&mut self, req: Request) -> Result<(), Rejection> {
         if self.role != Role::Leader {
             return Err(Rejection::NotLeader {
                 leader: self.leader.clone(),
             });
+        }
+        self.client(req)
+    }
+
+    fn client(&mut self, req: Request) -> Result<(), Rejection> {
+        if self.role != Role::Leader {
+            let not_leader = Rejection::NotLeader {
+                leader: self.leader.clone(),
+            };
+            if self.batch_target().is_none() {
+                return Err(not_leader);
+            }
+            match req.cmd.op {
+                // Bug::StaleRead and Bug::AckBeforeCommit act where the leader answers
+                // the client itself, so with them requests take the HTTP path there.
+                Op::Get { .. } if self.bugs.has(Bug::StaleRead) => return Err(not_leader),
+                Op::Get { key } => self.follower_reads.push(FollowerRead {
+                    id: req.id,
+                    key,
+                    batch: None,
+                    index: None,
+                }),
+                _ if self.bugs.has(Bug::AckBeforeCommit) => return Err(not_leader),
+                _ => self.to_forward.push(req),
+            }
+            return Ok(());
         }
         if let Op::Get { key } = &req.cmd.op {
             // Bug::StaleRead: answer from local state with no leadership check.
@@ -769,11 +1168,15 @@ impl Machine for Raft {
                     }
                 }
             }
+            self.maybe_commit();
+            // Before the appends go out: they then carry the newest commit index, and
+            // any commit a follower now waits for (a read index just granted).
+            self.serve_reads();
             for peer in self.peers.clone() {
                 self.send_append(&peer, false);
             }
-            self.maybe_commit();
-            self.serve_reads();
+        } else {
+            self.follower_ready();
         }
         let hard_state = std::mem::take(&mut self.hard_dirty).then(|| HardState {
             term: self.term,

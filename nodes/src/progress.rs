@@ -26,6 +26,8 @@ pub struct Progress {
     /// Commit index last sent (active: backups reply to clients, so they must learn
     /// commits promptly rather than at the next heartbeat).
     pub commit_sent: u64,
+    /// Passive: the follower waits for commits up to here to answer its own clients.
+    pub commit_wanted: u64,
 }
 
 impl Progress {
@@ -39,6 +41,7 @@ impl Progress {
             sent_round: 0,
             acked_round: 0,
             commit_sent: 0,
+            commit_wanted: 0,
         }
     }
 
