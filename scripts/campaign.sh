@@ -5,9 +5,15 @@
 #             every run should be valid (exit 0); any invalid run is a false alarm.
 #   bugs      each named node bug x $SEEDS seeded $BUG_TIME-s runs with a nemesis that
 #             exposes it: a run detects the bug when it exits 1 (invalid).
+#   snapshots the bank workload x $SEEDS seeds x $SNAP_TIME s: Chandy–Lamport on FIFO
+#             channels under each nemesis (every run should be valid), and the three
+#             broken setups — unordered channels with packet reordering, the
+#             marker-after-send bug, wall-clock snapshots under clock skew — each of which
+#             should be detected (exit 1).
 #
-# Usage: scripts/campaign.sh [validity|bugs|all]     (default: all)
-# Env:   SEEDS (10), TIME (30), BUG_TIME (60), STORE (store/campaign), FAULTLINE (binary)
+# Usage: scripts/campaign.sh [validity|bugs|snapshots|all]     (default: all)
+# Env:   SEEDS (10), TIME (30), BUG_TIME (60), SNAP_TIME (20), STORE (store/campaign),
+#        FAULTLINE (binary)
 # Prints Markdown tables (also saved under $STORE) and lists every unexpected run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +22,7 @@ what=${1:-all}
 SEEDS=${SEEDS:-10}
 TIME=${TIME:-30}
 BUG_TIME=${BUG_TIME:-60}
+SNAP_TIME=${SNAP_TIME:-20}
 STORE=${STORE:-store/campaign}
 FAULTLINE=${FAULTLINE:-target/release/faultline}
 
@@ -100,14 +107,67 @@ bugs() {
   echo
 }
 
+# name expect args...: the snapshot cells. Nine clients (three per node) keep money
+# flowing evenly; a snapshot every half second from a random initiator.
+SNAP_CELLS=(
+  "fifo-partition valid --nemesis partition"
+  "fifo-kill valid --nemesis kill"
+  "fifo-pause valid --nemesis pause"
+  "fifo-packet valid --nemesis packet"
+  "unordered-packet invalid --channels unordered --nemesis packet"
+  "marker-after-send invalid --bug marker-after-send --nemesis none"
+  "clock-skew invalid --snapshot-algo clock --nemesis clock"
+)
+SNAP_ARGS=(--workload bank --concurrency 9 --rate 200 --snapshot-interval 0.5 --snapshot-timeout 2 --nemesis-interval 2)
+
+# Snapshot counts of the last run: "started consistent inconsistent incomplete".
+snapshot_counts() {
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["snapshots"]; print(s["started"], s["consistent"], s["inconsistent"], s["incomplete"])' \
+    "$STORE/latest/results.json" 2>/dev/null || echo "0 0 0 0"
+}
+
+snapshots() {
+  echo "## Snapshots: bank workload, ${SEEDS} seeds x ${SNAP_TIME} s per cell"
+  echo
+  echo "| cell | expected | valid | invalid | unknown | error | snapshots | consistent | inconsistent | incomplete |"
+  echo "|------|----------|------:|--------:|--------:|------:|----------:|-----------:|-------------:|-----------:|"
+  for spec in "${SNAP_CELLS[@]}"; do
+    read -r cell expect args <<<"$spec"
+    local valid=0 invalid=0 unknown=0 error=0 started=0 consistent=0 inconsistent=0 incomplete=0
+    for seed in $(seq 1 "$SEEDS"); do
+      # shellcheck disable=SC2086  # $args is a list of flags
+      rc=$(run "snap-$cell" "${SNAP_ARGS[@]}" $args --seed "$seed" --time-limit "$SNAP_TIME")
+      case $rc in
+        0) valid=$((valid + 1)) ;;
+        1) invalid=$((invalid + 1)) ;;
+        2) unknown=$((unknown + 1)) ;;
+        *) error=$((error + 1)); unexpected+=("error $rc: $cell seed $seed: $(head -c 300 "$STORE/.last-stderr")") ;;
+      esac
+      if [ "$rc" -le 2 ]; then
+        read -r a b c d <<<"$(snapshot_counts)"
+        started=$((started + a)); consistent=$((consistent + b))
+        inconsistent=$((inconsistent + c)); incomplete=$((incomplete + d))
+      fi
+      if [ "$expect" = valid ] && [ "$rc" = 1 ]; then
+        unexpected+=("FALSE ALARM: $cell seed $seed -> invalid ($STORE/snap-$cell)")
+      elif [ "$expect" = invalid ] && [ "$rc" != 1 ]; then
+        unexpected+=("missed: $cell seed $seed -> exit $rc")
+      fi
+    done
+    echo "| $cell | $expect | $valid | $invalid | $unknown | $error | $started | $consistent | $inconsistent | $incomplete |"
+  done
+  echo
+}
+
 {
   echo "# faultline campaign, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
   echo
   case $what in
     validity) validity ;;
     bugs) bugs ;;
-    all) validity; bugs ;;
-    *) echo "usage: $0 [validity|bugs|all]" >&2; exit 3 ;;
+    snapshots) snapshots ;;
+    all) validity; bugs; snapshots ;;
+    *) echo "usage: $0 [validity|bugs|snapshots|all]" >&2; exit 3 ;;
   esac
   if [ ${#unexpected[@]} -gt 0 ]; then
     echo "## Unexpected runs"
