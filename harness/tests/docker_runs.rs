@@ -308,3 +308,82 @@ fn a_dead_runs_leftovers_are_removed_by_the_next_run() {
     assert_eq!(labelled("faultline.run=deadbeef"), Vec::<String>::new());
     assert_eq!(leftovers_of(&out), Vec::<String>::new());
 }
+
+/// `docker-compose` (v1), else `docker compose` (v2), if either is installed.
+fn compose_command() -> Option<Vec<&'static str>> {
+    let works = |cmd: &[&str]| {
+        Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg("version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    [vec!["docker-compose"], vec!["docker", "compose"]]
+        .into_iter()
+        .find(|c| works(c))
+}
+
+#[test]
+fn the_compose_file_runs_a_test_and_passes_its_verdict_on() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(compose) = compose_command() else {
+        if std::env::var("FAULTLINE_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("FAULTLINE_REQUIRE_DOCKER=1 but neither docker-compose nor `docker compose` is installed");
+        }
+        eprintln!("\n*** SKIPPED compose test: neither docker-compose nor `docker compose` is installed ***\n");
+        return;
+    };
+    let _guard = lock();
+    build_image();
+    let store = tempfile::tempdir().unwrap();
+    let project = format!("faultline-test-{}", std::process::id());
+    let run = |args: &[&str]| {
+        Command::new(compose[0])
+            .args(&compose[1..])
+            .args(["-p", &project, "-f"])
+            .arg(repo_root().join("docker-compose.yml"))
+            .args(args)
+            .env("FAULTLINE_STORE", store.path())
+            .env("FAULTLINE_TIME_LIMIT", "8")
+            .env("FAULTLINE_NEMESIS_INTERVAL", "1")
+            .env("FAULTLINE_NEMESIS", "partition,kill,pause")
+            .stdin(Stdio::null())
+            .output()
+            .expect("compose runs")
+    };
+    let out = run(&[
+        "up",
+        "--abort-on-container-exit",
+        "--exit-code-from",
+        "test",
+        "test",
+    ]);
+    let down = run(&["down", "-t", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(": Valid"),
+        "no verdict printed:\n{}",
+        describe(&out)
+    );
+    let dir = std::fs::canonicalize(store.path().join("latest")).expect("a results folder");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "valid", "{results:#}");
+    let faults = serde_json::to_string(&results["nemesis"]).unwrap();
+    assert!(
+        ["partition", "kill", "pause"]
+            .iter()
+            .filter(|k| faults.contains(*k))
+            .count()
+            >= 2,
+        "too few fault kinds happened: {faults}"
+    );
+    for node in ["n1", "n2", "n3"] {
+        assert!(dir.join("nodes").join(format!("{node}.log")).is_file());
+    }
+    assert!(down.status.success(), "compose down: {}", describe(&down));
+}
