@@ -1516,6 +1516,112 @@ mod tests {
             .any(|(_, id, o)| id.n == 9 && *o == Outcome::Value(None)));
     }
 
+    /// A follower batches writes to the leader and answers them when it applies them;
+    /// its reads wait for a read index the leader confirmed, and see those writes.
+    #[test]
+    fn follower_forwards_batches_and_reads_at_a_confirmed_index() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let f = net.nodes.keys().find(|k| **k != l).unwrap().clone();
+        for n in 1..=5 {
+            net.node(&f).client(put(&f, n, n as i64)).unwrap();
+        }
+        net.settle();
+        for n in 1..=5 {
+            assert_eq!(net.answered(n), Some(&Outcome::Written), "write {n}");
+            let (who, _, _) = net.replies.iter().find(|(_, id, _)| id.n == n).unwrap();
+            assert_eq!(*who, f, "answered by the follower that took it");
+        }
+        let forwards = net.node(&l).log.last_index();
+        assert!(forwards <= 7, "5 writes + no-op in few entries: {forwards}");
+        net.node(&f).client(read(&f, 6)).unwrap();
+        net.node(&f).client(read(&f, 7)).unwrap();
+        net.settle();
+        assert_eq!(net.answered(6), Some(&Outcome::Value(Some(Value::Int(5)))));
+        assert_eq!(net.answered(7), Some(&Outcome::Value(Some(Value::Int(5)))));
+    }
+
+    /// A follower cut off from the leader serves no read: the read index never comes,
+    /// and once the batch is given up the read goes back to the client path.
+    #[test]
+    fn follower_read_needs_the_leaders_confirmation() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let f = net.nodes.keys().find(|k| **k != l).unwrap().clone();
+        net.isolate(&f);
+        net.node(&f).client(read(&f, 9)).unwrap();
+        net.settle();
+        assert!(
+            net.answered(9).is_none(),
+            "read served without a read index"
+        );
+        // Nothing comes back; within the election timeout the batch is given up.
+        for _ in 0..=TIMING.election_max {
+            net.node(&f).tick();
+        }
+        let ready = net.node(&f).ready();
+        assert!(ready.replies.is_empty(), "{:?}", ready.replies);
+        assert!(
+            ready
+                .rejected
+                .iter()
+                .any(|(id, r)| id.n == 9 && matches!(r, Rejection::NotLeader { .. })),
+            "undelivered read index gives the read back: {:?}",
+            ready.rejected
+        );
+    }
+
+    /// A leader refuses a forwarded batch it cannot commit, and the follower gives the
+    /// requests back as definitely not applied.
+    #[test]
+    fn refused_forward_gives_requests_back() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let f = net.nodes.keys().find(|k| **k != l).unwrap().clone();
+        let reply = net.node(&l).step(
+            &f,
+            RaftMsg::Forward {
+                term: 99,
+                batch: 1,
+                reqs: vec![put(&f, 1, 1)],
+            },
+        );
+        assert!(
+            matches!(
+                reply,
+                Some(RaftMsg::ForwardReply {
+                    accepted: false,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        net.node(&f).client(put(&f, 2, 2)).unwrap();
+        let batch = {
+            let ready = net.node(&f).ready();
+            match &ready.messages[..] {
+                [(to, RaftMsg::Forward { batch, .. })] if *to == l => *batch,
+                other => panic!("expected one forward to the leader: {other:?}"),
+            }
+        };
+        let refusal = RaftMsg::ForwardReply {
+            term: 1,
+            batch,
+            accepted: false,
+            leader: Some(l.clone()),
+        };
+        net.node(&f).step(&l, refusal);
+        let ready = net.node(&f).ready();
+        assert!(ready.rejected.iter().any(|(id, r)| id.n == 2
+            && *r
+                == Rejection::NotLeader {
+                    leader: Some(l.clone())
+                }));
+    }
+
     #[test]
     fn stale_read_bug_serves_without_confirmation() {
         let mut net = cluster(3);
