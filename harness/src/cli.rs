@@ -65,9 +65,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 30.0)]
     pub time_limit: f64,
 
-    /// Faults to inject: comma list of partition, isolate-leader, kill, pause, packet, clock
-    /// (per-node clock offsets, for --snapshot-algo clock); or all (partition, kill, pause,
-    /// packet), or none.
+    /// Faults to inject: comma list of partition, isolate-leader, kill, kill-majority-apart
+    /// (a killed majority restarts cut off from the rest), pause, packet, clock (per-node
+    /// clock offsets, for --snapshot-algo clock); or all (partition, kill, pause, packet),
+    /// or none.
     #[arg(long, value_name = "LIST", default_value = "partition")]
     pub nemesis: String,
 

@@ -38,6 +38,9 @@ pub enum FaultKind {
     /// leader-side bugs (a deposed leader that still answers).
     IsolateLeader,
     Kill,
+    /// Only kill's "majority restarted apart" shape (`Target::MajorityApart`): the fault
+    /// that exposes a node forgetting its term across restarts.
+    KillMajorityApart,
     Pause,
     Packet,
     /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
@@ -47,10 +50,11 @@ pub enum FaultKind {
 impl FaultKind {
     /// What `all` means (`isolate-leader` is already one of partition's shapes).
     pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
-    const NAMED: [FaultKind; 6] = [
+    const NAMED: [FaultKind; 7] = [
         Self::Partition,
         Self::IsolateLeader,
         Self::Kill,
+        Self::KillMajorityApart,
         Self::Pause,
         Self::Packet,
         Self::Clock,
@@ -61,6 +65,7 @@ impl FaultKind {
             Self::Partition => "partition",
             Self::IsolateLeader => "isolate-leader",
             Self::Kill => "kill",
+            Self::KillMajorityApart => "kill-majority-apart",
             Self::Pause => "pause",
             Self::Packet => "packet",
             Self::Clock => "clock",
@@ -77,7 +82,7 @@ impl FromStr for FaultKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, pause, packet, clock, all or none)"
+                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all or none)"
                 )
             })
     }
@@ -103,6 +108,8 @@ pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, String> {
 enum Active {
     Partition,
     Killed(Vec<usize>),
+    /// A killed majority that is to restart cut off from the rest (`Target::MajorityApart`).
+    KilledApart(Vec<usize>),
     Paused(Vec<usize>),
     Packet,
     Clock,
@@ -142,8 +149,16 @@ const PACKET_PROFILES: [PacketFault; 4] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Node(usize),
-    Leader { fallback: usize },
+    Leader {
+        fallback: usize,
+    },
     Majority(Vec<usize>),
+    /// Kill only: a random majority dies, then restarts cut off from the other nodes for one
+    /// more interval (a rack that lost power and came back before its uplink). The restarted
+    /// majority must elect among itself from what it persisted alone, so a node that forgets
+    /// its term on restart elects at a term the survivors already passed, and its writes are
+    /// later overwritten when the partition heals.
+    MajorityApart(Vec<usize>),
 }
 
 /// One planned fault, before it meets the cluster.
@@ -211,8 +226,19 @@ impl Planner {
                     fallback,
                 }
             }
+            FaultKind::KillMajorityApart => {
+                let mut majority: Vec<usize> = (0..n).collect();
+                majority.shuffle(rng);
+                majority.truncate(n / 2 + 1);
+                majority.sort();
+                Planned::Kill(Target::MajorityApart(majority))
+            }
             FaultKind::Kill | FaultKind::Pause => {
-                let which = rng.random_range(0..3);
+                let which = if kind == FaultKind::Kill {
+                    rng.random_range(0..4)
+                } else {
+                    rng.random_range(0..3)
+                };
                 let node = rng.random_range(0..n);
                 let mut majority: Vec<usize> = (0..n).collect();
                 majority.shuffle(rng);
@@ -221,7 +247,8 @@ impl Planner {
                 let target = match which {
                     0 => Target::Leader { fallback: node },
                     1 => Target::Node(node),
-                    _ => Target::Majority(majority),
+                    2 => Target::Majority(majority),
+                    _ => Target::MajorityApart(majority),
                 };
                 if kind == FaultKind::Kill {
                     Planned::Kill(target)
@@ -297,11 +324,22 @@ impl Nemesis {
                 _ = stop.changed() => {}
             }
             self.stop().await;
+            if self.active.is_some() {
+                // Undoing it started a second phase (a majority restarted apart): hold that
+                // too, then undo it.
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = stop.changed() => {}
+                }
+                self.stop().await;
+            }
             if *stop.borrow() {
                 break;
             }
         }
-        self.stop().await;
+        while self.active.is_some() {
+            self.stop().await;
+        }
     }
 
     fn record(&self, kind: EventType, f: &'static str, value: &str) {
@@ -341,6 +379,13 @@ impl Nemesis {
                 let names: Vec<String> = nodes.iter().map(|&i| id(i)).collect();
                 (nodes, format!("{} (majority)", names.join(" ")))
             }
+            Target::MajorityApart(nodes) => {
+                let names: Vec<String> = nodes.iter().map(|&i| id(i)).collect();
+                (
+                    nodes,
+                    format!("{} (majority, to restart apart)", names.join(" ")),
+                )
+            }
             Target::Leader { fallback } => match self.leader().await {
                 Some(i) => (vec![i], format!("{} (leader)", id(i))),
                 None => (
@@ -370,11 +415,17 @@ impl Nemesis {
                 ("start-partition", description, result, Active::Partition)
             }
             Planned::Kill(target) => {
+                let apart = matches!(target, Target::MajorityApart(_));
                 let (nodes, who) = self.resolve(target).await;
                 self.record(EventType::Invoke, "kill", &who);
                 let targets = nodes.clone();
                 let result = self.blocking(move |b| each(&targets, |i| b.kill(i))).await;
-                ("kill", who, result, Active::Killed(nodes))
+                let active = if apart {
+                    Active::KilledApart(nodes)
+                } else {
+                    Active::Killed(nodes)
+                };
+                ("kill", who, result, active)
             }
             Planned::Pause(target) => {
                 let (nodes, who) = self.resolve(target).await;
@@ -425,6 +476,7 @@ impl Nemesis {
             return;
         };
         let (f, value, result) = match active {
+            Active::KilledApart(nodes) => return self.restart_apart(nodes).await,
             Active::Partition => (
                 "stop-partition",
                 "heal".to_string(),
@@ -462,6 +514,36 @@ impl Nemesis {
         };
         self.record(EventType::Info, f, &value);
         *self.current.lock().unwrap() = "none".into();
+    }
+
+    /// Cuts the killed majority `nodes` off from every other node, then restarts them; the
+    /// partition stays in force (`Active::Partition`) until the next `stop`.
+    async fn restart_apart(&mut self, nodes: Vec<usize>) {
+        let n = self.backend.nodes().len();
+        let rest: Vec<usize> = (0..n).filter(|i| !nodes.contains(i)).collect();
+        let value = format!(
+            "{} (cut off from {})",
+            self.names(&nodes),
+            self.names(&rest)
+        );
+        self.record(EventType::Invoke, "restart", &value);
+        let grudge = grudge::Grudge::complete(&[nodes.clone(), rest]);
+        let result = self
+            .blocking(move |b| {
+                let cut = b.partition(&grudge);
+                let started = each(&nodes, |i| b.start(i));
+                cut.and(started)
+            })
+            .await;
+        // Whatever happened, heal at the next stop (healing is idempotent); a failed
+        // partition call may have restarted nothing, which the recovery phase also covers.
+        self.active = Some(Active::Partition);
+        let value = match result {
+            Ok(()) => value,
+            Err(e) => format!("{value}: failed: {e}"),
+        };
+        self.record(EventType::Info, "restart", &value);
+        *self.current.lock().unwrap() = format!("partition: restarted {value}");
     }
 
     /// The node most nodes name as leader, by `GET /status`, if any.
@@ -526,6 +608,18 @@ mod tests {
     fn same_seed_same_fault_schedule() {
         assert_eq!(schedule(11, &FaultKind::ALL), schedule(11, &FaultKind::ALL));
         assert_ne!(schedule(11, &FaultKind::ALL), schedule(12, &FaultKind::ALL));
+    }
+
+    #[test]
+    fn kills_include_a_majority_restarted_apart_and_pauses_do_not() {
+        let kills = schedule(3, &[FaultKind::Kill]);
+        assert!(kills
+            .iter()
+            .any(|p| matches!(p, Planned::Kill(Target::MajorityApart(m)) if m.len() == 3)));
+        let pauses = schedule(3, &[FaultKind::Pause]);
+        assert!(!pauses
+            .iter()
+            .any(|p| matches!(p, Planned::Pause(Target::MajorityApart(_)))));
     }
 
     #[test]
