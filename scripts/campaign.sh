@@ -68,18 +68,16 @@ validity() {
 # isolate the leader (or primary) while clients keep using it, then heal — a deposed
 # leader that still answers reads (stale-read), acknowledges writes it never commits
 # (ack-before-commit), keeps leading (no-fencing), or executes unagreed requests
-# (deliver-unagreed); and kill/restart around elections (forget-vote). Bug runs put 500
+# (deliver-unagreed); and a killed majority restarted cut off from the survivors, mixed
+# with leader isolations that move the term on (forget-vote). Bug runs put 500
 # ops/s on two keys with a 2-s fault cycle, so many ops land on the same key around each
 # fault while each key's history stays small enough for the checker's budget (a single
 # register at this rate gave `unknown` after 60 s on some invalid histories).
-# forget-vote is listed with the closest fault there is, but no current nemesis exposes it
-# (see nodes/README.md, Named bugs): it needs a restarted majority cut off from the
-# survivors, or a node killed right after it voted.
 BUGS=(
   "passive stale-read isolate-leader kv"
   "passive ack-before-commit isolate-leader kv"
   "passive no-fencing isolate-leader kv"
-  "passive forget-vote kill kv"
+  "passive forget-vote isolate-leader,kill-majority-apart kv"
   "active deliver-unagreed isolate-leader kv"
 )
 BUG_ARGS=(--keys 2 --rate 500 --nemesis-interval 2)
