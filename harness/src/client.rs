@@ -211,6 +211,11 @@ fn request_bytes(op: &Op, addr: &SocketAddr) -> Vec<u8> {
             format!("{{\"from\":{from},\"to\":{to}}}"),
         ),
     };
+    json_request(method, &path, addr, &body)
+}
+
+/// One HTTP/1.1 request with a JSON body (empty for none) to the node at `addr`.
+pub(crate) fn json_request(method: &str, path: &str, addr: &SocketAddr, body: &str) -> Vec<u8> {
     format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -406,22 +411,25 @@ fn unknown(is_read: bool, error: String) -> Completion {
     }
 }
 
+/// A keep-alive response with `body`, as the nodes send them, for classification tests.
+#[cfg(test)]
+pub(crate) fn test_response(status: u16, body: &str) -> Response {
+    Response {
+        status,
+        body: body.as_bytes().to_vec(),
+        keep_alive: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_response as resp;
     use super::*;
 
     fn op(f: OpFn) -> Op {
         Op {
             key: Some("k1".into()),
             f,
-        }
-    }
-
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            body: body.as_bytes().to_vec(),
-            keep_alive: true,
         }
     }
 

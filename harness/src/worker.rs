@@ -55,6 +55,27 @@ pub struct Shared<C> {
     pub concurrency: u64,
 }
 
+impl<C> Shared<C> {
+    /// Counts a finished op of `process`. After an `info` the op may still be in flight,
+    /// so that process can never invoke again: the worker goes on under a fresh id.
+    pub(crate) fn settle(&self, process: &mut u64, completion: &Completion) {
+        self.stats.count(completion);
+        if matches!(completion, Completion::Info { .. }) {
+            *process += self.concurrency;
+        }
+    }
+}
+
+/// The gap between one worker's ops, cut short when `stop` changes.
+pub(crate) async fn pause(gap: Duration, stop: &mut watch::Receiver<bool>) {
+    if !gap.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(gap) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 pub struct Worker<C> {
     slot: usize,
     process: u64,
@@ -87,11 +108,7 @@ impl<C: Client> Worker<C> {
         shared
             .recorder
             .record(Event::complete(&invoke, &completion, 0));
-        shared.stats.count(&completion);
-        if matches!(completion, Completion::Info { .. }) {
-            // The op may still be in flight: this process can never invoke again.
-            self.process += shared.concurrency;
-        }
+        shared.settle(&mut self.process, &completion);
         completion
     }
 
@@ -101,13 +118,7 @@ impl<C: Client> Worker<C> {
             let op = self.generator.next_op();
             self.touched.insert(op.key.clone());
             self.invoke(op).await;
-            let gap = self.generator.stagger(self.shared.mean_gap);
-            if !gap.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep(gap) => {}
-                    _ = stop.changed() => {}
-                }
-            }
+            pause(self.generator.stagger(self.shared.mean_gap), &mut stop).await;
         }
     }
 

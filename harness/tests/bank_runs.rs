@@ -4,54 +4,26 @@
 //! wall clock) is caught. Like `sandbox_runs.rs`, these fail — never skip — when the
 //! sandbox cannot be built, and run one cluster at a time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::Output;
 
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-fn faultline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{describe, faultline, lock, run_in_store};
 
 /// A short bank run: 8 s of 9 clients (3 per node, so money flows evenly) at 200
 /// transfers/s, a snapshot every half second (about 15 per run: with one a second, an
 /// unordered-channels run once caught only 1 of 7).
 fn bank_run(store: &Path, args: &[&str]) -> (Output, serde_json::Value, PathBuf) {
-    let out = faultline()
-        .args(["run", "--workload", "bank", "--time-limit", "8"])
-        .args(["--concurrency", "9", "--rate", "200"])
-        .args(["--snapshot-interval", "0.5", "--snapshot-timeout", "2"])
-        .args(["--nemesis-interval", "1", "--seed", "7"])
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .stdin(Stdio::null())
-        .output()
-        .expect("faultline runs");
-    let dir = std::fs::canonicalize(store.join("latest"))
-        .unwrap_or_else(|e| panic!("no results folder ({e}):\n{}", describe(&out)));
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("results.json"))
-            .unwrap_or_else(|e| panic!("no results.json ({e}):\n{}", describe(&out))),
+    run_in_store(
+        faultline()
+            .args(["run", "--workload", "bank", "--time-limit", "8"])
+            .args(["--concurrency", "9", "--rate", "200"])
+            .args(["--snapshot-interval", "0.5", "--snapshot-timeout", "2"])
+            .args(["--nemesis-interval", "1", "--seed", "7"])
+            .args(args),
+        store,
     )
-    .expect("results.json is JSON");
-    (out, results, dir)
 }
 
 fn count(results: &serde_json::Value, what: &str) -> u64 {

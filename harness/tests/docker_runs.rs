@@ -6,26 +6,13 @@
 //! scripts/docker-image.sh (a no-op when the image's binary hash already matches).
 //! Runs are serialized: one cluster at a time on a two-core machine.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{describe, faultline, latest_results, lock, run_in_store};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,6 +61,18 @@ fn build_image() {
     );
 }
 
+/// One cluster at a time, with an image of the binary under test.
+fn lock_and_build() -> MutexGuard<'static, ()> {
+    let guard = lock();
+    build_image();
+    guard
+}
+
+/// `lock_and_build`, or `None` (after saying why) where there is no Docker to run on.
+fn docker_cluster() -> Option<MutexGuard<'static, ()>> {
+    docker_ready().then(lock_and_build)
+}
+
 /// IDs of containers and networks carrying `label` (`faultline.run` or `faultline.run=ID`).
 fn labelled(label: &str) -> Vec<String> {
     let mut left = Vec::new();
@@ -104,22 +103,23 @@ fn leftovers_of(out: &Output) -> Vec<String> {
     labelled(&label)
 }
 
-fn docker_run(store: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", "--backend", "docker", "--seed", "11"])
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .stdin(Stdio::null())
-        .output()
-        .expect("faultline runs");
-    let dir = std::fs::canonicalize(store.join("latest"))
-        .unwrap_or_else(|e| panic!("no results folder ({e}):\n{}", describe(&out)));
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("results.json"))
-            .unwrap_or_else(|e| panic!("no results.json ({e}):\n{}", describe(&out))),
-    )
-    .expect("results.json is JSON");
+fn assert_nothing_left(out: &Output) {
+    assert_eq!(
+        leftovers_of(out),
+        Vec::<String>::new(),
+        "run left Docker objects behind"
+    );
+}
+
+/// A `--backend docker` run in a store of its own, which must leave a log for every node.
+fn docker_run(args: &[&str]) -> (Output, serde_json::Value) {
+    let store = tempfile::tempdir().unwrap();
+    let (out, results, dir) = run_in_store(
+        faultline()
+            .args(["run", "--backend", "docker", "--seed", "11"])
+            .args(args),
+        store.path(),
+    );
     for node in ["n1", "n2", "n3"] {
         let log = dir.join("nodes").join(format!("{node}.log"));
         let text = std::fs::read_to_string(&log)
@@ -131,23 +131,17 @@ fn docker_run(store: &Path, args: &[&str]) -> (Output, serde_json::Value) {
 
 #[test]
 fn correct_nodes_stay_valid_under_partition_kill_and_pause() {
-    if !docker_ready() {
+    let Some(_guard) = docker_cluster() else {
         return;
-    }
-    let _guard = lock();
-    build_image();
-    let store = tempfile::tempdir().unwrap();
-    let (out, results) = docker_run(
-        store.path(),
-        &[
-            "--nemesis",
-            "partition,kill,pause",
-            "--time-limit",
-            "10",
-            "--nemesis-interval",
-            "1",
-        ],
-    );
+    };
+    let (out, results) = docker_run(&[
+        "--nemesis",
+        "partition,kill,pause",
+        "--time-limit",
+        "10",
+        "--nemesis-interval",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(results["verdict"], "valid", "{results:#}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -164,65 +158,45 @@ fn correct_nodes_stay_valid_under_partition_kill_and_pause() {
         results["ops"]["ok"].as_u64().unwrap_or(0) > 100,
         "the cluster hardly served anything: {results:#}"
     );
-    assert_eq!(
-        leftovers_of(&out),
-        Vec::<String>::new(),
-        "run left Docker objects behind"
-    );
+    assert_nothing_left(&out);
 }
 
 #[test]
 fn a_buggy_cluster_is_caught_in_containers() {
-    if !docker_ready() {
+    let Some(_guard) = docker_cluster() else {
         return;
-    }
-    let _guard = lock();
-    build_image();
-    let store = tempfile::tempdir().unwrap();
+    };
     // stale-read serves reads from a deposed leader: isolating the leader exposes it.
-    let (out, results) = docker_run(
-        store.path(),
-        &[
-            "--bug",
-            "stale-read",
-            "--nemesis",
-            "isolate-leader",
-            "--time-limit",
-            "10",
-            "--nemesis-interval",
-            "2",
-            "--rate",
-            "400",
-        ],
-    );
+    let (out, results) = docker_run(&[
+        "--bug",
+        "stale-read",
+        "--nemesis",
+        "isolate-leader",
+        "--time-limit",
+        "10",
+        "--nemesis-interval",
+        "2",
+        "--rate",
+        "400",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(results["verdict"], "invalid", "{results:#}");
-    assert_eq!(
-        leftovers_of(&out),
-        Vec::<String>::new(),
-        "run left Docker objects behind"
-    );
+    assert_nothing_left(&out);
 }
 
 #[test]
 fn packet_faults_really_delay_and_drop_between_containers() {
-    if !docker_ready() {
+    let Some(_guard) = docker_cluster() else {
         return;
-    }
-    let _guard = lock();
-    build_image();
-    let store = tempfile::tempdir().unwrap();
-    let (out, results) = docker_run(
-        store.path(),
-        &[
-            "--nemesis",
-            "packet",
-            "--time-limit",
-            "8",
-            "--nemesis-interval",
-            "1.5",
-        ],
-    );
+    };
+    let (out, results) = docker_run(&[
+        "--nemesis",
+        "packet",
+        "--time-limit",
+        "8",
+        "--nemesis-interval",
+        "1.5",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(results["verdict"], "valid", "{results:#}");
     let windows = results["nemesis"].as_array().expect("nemesis windows");
@@ -237,18 +211,14 @@ fn packet_faults_really_delay_and_drop_between_containers() {
         p99 > 40.0,
         "p99 {p99} ms: were packets delayed at all? {results:#}"
     );
-    assert_eq!(
-        leftovers_of(&out),
-        Vec::<String>::new(),
-        "run left Docker objects behind"
-    );
+    assert_nothing_left(&out);
 }
 
 #[test]
 fn compose_refuses_packet_faults_in_one_line() {
     // Refused before any Docker call, so this needs no daemon.
     let store = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let out = faultline()
         .args([
             "run",
             "--backend",
@@ -272,11 +242,9 @@ fn compose_refuses_packet_faults_in_one_line() {
 
 #[test]
 fn a_dead_runs_leftovers_are_removed_by_the_next_run() {
-    if !docker_ready() {
+    let Some(_guard) = docker_cluster() else {
         return;
-    }
-    let _guard = lock();
-    build_image();
+    };
     // What a SIGKILLed harness leaves: a labelled network whose owner PID is gone.
     let out = Command::new("docker")
         .args([
@@ -294,11 +262,7 @@ fn a_dead_runs_leftovers_are_removed_by_the_next_run() {
         .output()
         .expect("docker runs");
     assert!(out.status.success(), "{}", describe(&out));
-    let store = tempfile::tempdir().unwrap();
-    let (out, _) = docker_run(
-        store.path(),
-        &["--nemesis", "none", "--time-limit", "2", "--nodes", "3"],
-    );
+    let (out, _) = docker_run(&["--nemesis", "none", "--time-limit", "2", "--nodes", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("deadbeef"),
@@ -306,7 +270,7 @@ fn a_dead_runs_leftovers_are_removed_by_the_next_run() {
         describe(&out)
     );
     assert_eq!(labelled("faultline.run=deadbeef"), Vec::<String>::new());
-    assert_eq!(leftovers_of(&out), Vec::<String>::new());
+    assert_nothing_left(&out);
 }
 
 /// `docker-compose` (v1), else `docker compose` (v2), if either is installed.
@@ -336,8 +300,7 @@ fn the_compose_file_runs_a_test_and_passes_its_verdict_on() {
         eprintln!("\n*** SKIPPED compose test: neither docker-compose nor `docker compose` is installed ***\n");
         return;
     };
-    let _guard = lock();
-    build_image();
+    let _guard = lock_and_build();
     let store = tempfile::tempdir().unwrap();
     let project = format!("faultline-test-{}", std::process::id());
     let run = |args: &[&str]| {
@@ -369,9 +332,7 @@ fn the_compose_file_runs_a_test_and_passes_its_verdict_on() {
         "no verdict printed:\n{}",
         describe(&out)
     );
-    let dir = std::fs::canonicalize(store.path().join("latest")).expect("a results folder");
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let (results, dir) = latest_results(store.path(), &out);
     assert_eq!(results["verdict"], "valid", "{results:#}");
     let faults = serde_json::to_string(&results["nemesis"]).unwrap();
     assert!(

@@ -5,59 +5,31 @@
 //! error there is a real regression. Runs are serialized (one cluster at a time) so two
 //! clusters never compete for the machine's two cores.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn faultline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{describe, faultline, lock, run_in_store};
 
 /// Runs a short test and returns (exit code, results.json, results folder).
 fn short_run(store: &Path, args: &[&str]) -> (Output, serde_json::Value, PathBuf) {
-    let out = faultline()
-        .arg("run")
-        .args([
-            "--time-limit",
-            "5",
-            "--nemesis-interval",
-            "1",
-            "--seed",
-            "7",
-        ])
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .stdin(Stdio::null())
-        .output()
-        .expect("faultline runs");
-    let dir = std::fs::canonicalize(store.join("latest"))
-        .unwrap_or_else(|e| panic!("no results folder ({e}):\n{}", describe(&out)));
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("results.json"))
-            .unwrap_or_else(|e| panic!("no results.json ({e}):\n{}", describe(&out))),
+    run_in_store(
+        faultline()
+            .arg("run")
+            .args([
+                "--time-limit",
+                "5",
+                "--nemesis-interval",
+                "1",
+                "--seed",
+                "7",
+            ])
+            .args(args),
+        store,
     )
-    .expect("results.json is JSON");
-    (out, results, dir)
 }
 
 fn assert_valid_run(mode: &str, nemesis: &str) {
@@ -176,6 +148,31 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Starts a 60 s run under `nemesis` in the background and waits until the cluster is up
+/// and its clients are recording.
+fn start_long_run(store: &Path, nemesis: &str) -> Child {
+    let child = faultline()
+        .args(["run", "--time-limit", "60", "--nemesis", nemesis])
+        .args(["--nemesis-interval", "1", "--store"])
+        .arg(store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = store.join("latest/history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&history)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        <= 200
+    {
+        assert!(Instant::now() < deadline, "the run never started recording");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 /// Guards the sandbox's central promise: SIGKILL of the harness mid-run (no chance to
 /// clean up) leaves no node process and no network namespace behind.
 #[test]
@@ -184,36 +181,8 @@ fn kill_9_of_the_harness_leaves_nothing_behind() {
     let store = tempfile::tempdir().unwrap();
     let store_path = store.path().to_str().unwrap().to_string();
     let before = netns_in_use();
-    let mut child = faultline()
-        .args([
-            "run",
-            "--time-limit",
-            "60",
-            "--nemesis",
-            "partition,pause",
-            "--nemesis-interval",
-            "1",
-            "--store",
-        ])
-        .arg(&store_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the cluster is up and clients are recording.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut child = start_long_run(store.path(), "partition,pause");
     let history = store.path().join("latest/history.jsonl");
-    loop {
-        let lines = std::fs::read_to_string(&history)
-            .map(|s| s.lines().count())
-            .unwrap_or(0);
-        if lines > 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never started recording");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let nodes = processes_mentioning(&format!("{store_path}/"));
     assert!(
         nodes.len() >= 3,
@@ -255,33 +224,7 @@ fn sigterm_tears_down_gracefully_and_still_reports() {
     let _guard = lock();
     let store = tempfile::tempdir().unwrap();
     let store_path = store.path().to_str().unwrap().to_string();
-    let mut child = faultline()
-        .args([
-            "run",
-            "--time-limit",
-            "60",
-            "--nemesis",
-            "pause",
-            "--nemesis-interval",
-            "1",
-            "--store",
-        ])
-        .arg(&store_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let history = store.path().join("latest/history.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(&history)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 200
-    {
-        assert!(Instant::now() < deadline, "the run never started recording");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = start_long_run(store.path(), "pause");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings,
-    HostConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointIpamConfig,
+    EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -885,33 +885,18 @@ async fn remove_stale(docker: &Docker) {
     let filter: HashMap<String, Vec<String>> =
         [("label".to_string(), vec![RUN_LABEL.to_string()])].into();
     let mut stale_runs = std::collections::BTreeSet::new();
-    if let Ok(list) = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
-        .await
-    {
+    if let Ok(list) = all_containers(docker, &filter).await {
         for c in list {
-            let labels = c.labels.unwrap_or_default();
-            if owner_alive(&labels) {
+            if !is_stale(c.labels, &mut stale_runs) {
                 continue;
-            }
-            if let Some(run) = labels.get(RUN_LABEL) {
-                stale_runs.insert(run.clone());
             }
             if let Some(id) = c.id {
                 let opts = RemoveContainerOptionsBuilder::new()
                     .force(true)
                     .v(true)
                     .build();
-                if let Err(e) = docker.remove_container(&id, Some(opts)).await {
-                    if !is_not_found(&e) {
-                        eprintln!("faultline run: warning: removing stale container {id}: {e}");
-                    }
-                }
+                let removed = docker.remove_container(&id, Some(opts)).await;
+                warn_unless_gone("container", &id, removed);
             }
         }
     }
@@ -922,19 +907,12 @@ async fn remove_stale(docker: &Docker) {
         .await
     {
         for n in list {
-            let labels = n.labels.unwrap_or_default();
-            if owner_alive(&labels) {
+            if !is_stale(n.labels, &mut stale_runs) {
                 continue;
             }
-            if let Some(run) = labels.get(RUN_LABEL) {
-                stale_runs.insert(run.clone());
-            }
             if let Some(id) = n.id {
-                if let Err(e) = docker.remove_network(&id).await {
-                    if !is_not_found(&e) {
-                        eprintln!("faultline run: warning: removing stale network {id}: {e}");
-                    }
-                }
+                let removed = docker.remove_network(&id).await;
+                warn_unless_gone("network", &id, removed);
             }
         }
     }
@@ -944,6 +922,47 @@ async fn remove_stale(docker: &Docker) {
             stale_runs.len(),
             stale_runs.into_iter().collect::<Vec<_>>().join(", ")
         );
+    }
+}
+
+/// Every container matching `filter`, running or not.
+async fn all_containers(
+    docker: &Docker,
+    filter: &HashMap<String, Vec<String>>,
+) -> Result<Vec<ContainerSummary>, DockerError> {
+    docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(filter)
+                .build(),
+        ))
+        .await
+}
+
+/// Whether a Docker object with `labels` outlived the harness that made it; if so, notes
+/// its run in `stale_runs`.
+fn is_stale(
+    labels: Option<HashMap<String, String>>,
+    stale_runs: &mut std::collections::BTreeSet<String>,
+) -> bool {
+    let labels = labels.unwrap_or_default();
+    if owner_alive(&labels) {
+        return false;
+    }
+    if let Some(run) = labels.get(RUN_LABEL) {
+        stale_runs.insert(run.clone());
+    }
+    true
+}
+
+/// Cleanup of a dead run's leftovers is best effort: a failure is only a warning, and an
+/// object someone else removed meanwhile is not even that.
+fn warn_unless_gone(what: &str, id: &str, removed: Result<(), DockerError>) {
+    if let Err(e) = removed {
+        if !is_not_found(&e) {
+            eprintln!("faultline run: warning: removing stale {what} {id}: {e}");
+        }
     }
 }
 
@@ -980,13 +999,7 @@ async fn find_compose_nodes(
         ],
     )]
     .into();
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
+    let list = all_containers(docker, &filter)
         .await
         .map_err(|e| api_error("listing the compose project's containers", e))?;
     let mut nodes = Vec::new();

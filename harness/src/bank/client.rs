@@ -20,7 +20,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use workloads::Completion;
 
-use crate::client::{ExchangeError, HttpClient, Response};
+use crate::client::{json_request, ExchangeError, HttpClient, Response};
 
 /// How one transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +82,7 @@ fn transfer_request(addr: &std::net::SocketAddr, to: &str, amount: i64) -> Vec<u
         "{{\"to\":{},\"amount\":{amount}}}",
         serde_json::Value::from(to)
     );
-    format!(
-        "POST /bank/transfer HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    json_request("POST", "/bank/transfer", addr, &body)
 }
 
 fn classify_transfer(response: &Response) -> TransferOutcome {
@@ -210,19 +206,12 @@ impl HttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::test_response as resp;
     use axum::extract::Json;
     use axum::http::StatusCode;
     use axum::routing::{get, post};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            body: body.as_bytes().to_vec(),
-            keep_alive: true,
-        }
-    }
 
     #[test]
     fn transfer_outcomes_follow_the_table() {

@@ -19,23 +19,9 @@ use std::time::Duration;
 use checker::snapshot::Algorithm;
 use clap::ValueEnum;
 
-/// How nodes deliver frames on their peer channels (the nodes' `--channels`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Channels {
-    /// Per-channel sequence numbers and a hold-back queue: delivered in send order.
-    Fifo,
-    /// Delivered as they arrive, so a marker can overtake a transfer (a deliberate bug).
-    Unordered,
-}
-
-impl Channels {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fifo => "fifo",
-            Self::Unordered => "unordered",
-        }
-    }
-}
+/// How nodes deliver frames on their peer channels: the nodes' own `--channels` type, so
+/// the flag the harness takes is the one it passes on.
+pub use nodes::Channels;
 
 /// Which snapshot algorithm the initiator runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

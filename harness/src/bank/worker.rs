@@ -10,7 +10,7 @@ use workloads::bank::{TransferGenerator, TransferOp};
 use super::client::TransferOutcome;
 use crate::client::HttpClient;
 use crate::history::{Event, EventType, Process};
-use crate::worker::Shared;
+use crate::worker::{pause, Shared};
 
 pub struct BankWorker {
     process: u64,
@@ -54,11 +54,7 @@ impl BankWorker {
             done.value["seq"] = seq.into();
         }
         shared.recorder.record(done);
-        shared.stats.count(&completion);
-        if matches!(outcome, TransferOutcome::Info { .. }) {
-            // The transfer may still be applied later: this process can never invoke again.
-            self.process += shared.concurrency;
-        }
+        shared.settle(&mut self.process, &completion);
     }
 
     /// Transfers until `stop` turns true.
@@ -66,13 +62,7 @@ impl BankWorker {
         while !*stop.borrow() {
             let op = self.generator.next_op();
             self.invoke(op).await;
-            let gap = self.generator.stagger(self.shared.mean_gap);
-            if !gap.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep(gap) => {}
-                    _ = stop.changed() => {}
-                }
-            }
+            pause(self.generator.stagger(self.shared.mean_gap), &mut stop).await;
         }
     }
 }
