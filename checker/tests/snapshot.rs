@@ -205,7 +205,8 @@ fn transfer_log_checks_amounts_and_sends() {
     node(&mut s, "n2").channels.get_mut("n1").unwrap()[0].amount = 8;
     node(&mut s, "n2").balance = 104; // total still 300: only the log can tell
     let k = kinds(&s);
-    assert_eq!(k, vec!["in-flight-wrong-amount"]);
+    // The log tells twice: the recorded amount, and n2's balance against its deliveries.
+    assert_eq!(k, vec!["in-flight-wrong-amount", "balance-mismatch"]);
     // Without the log, the amounts are not judged on their own.
     s.transfers = None;
     assert!(kinds(&s).is_empty());
@@ -278,6 +279,189 @@ fn lecture_crashed_node_is_incomplete() {
     let mut s = quiet();
     s.checkpoints.pop();
     assert_eq!(kinds(&s), vec!["missing-checkpoint"]);
+}
+
+/// A node that timed out does not hide what the recorded part breaks: violations between
+/// recorded nodes make an incomplete snapshot inconsistent (e.g. marker-after-send plus a
+/// kill elsewhere).
+#[test]
+fn violations_inside_an_incomplete_snapshot_make_it_inconsistent() {
+    let crashed = || {
+        let mut s = quiet();
+        s.checkpoints.retain(|c| c.node != "n3");
+        s.missing = vec!["n3".into()];
+        s.open_channels = vec![Channel::new("n1", "n3"), Channel::new("n2", "n3")];
+        s
+    };
+    // Consistent cut between two recorded nodes.
+    let mut s = crashed();
+    node(&mut s, "n2").balance = 105;
+    node(&mut s, "n2").received.insert("n1".into(), 1);
+    let r = check_snapshot(&s).unwrap();
+    assert_eq!(r.outcome, Outcome::Inconsistent, "{:?}", r.violations);
+    assert!(!r.terminated);
+    assert!(kinds(&s).contains(&"receive-without-send"));
+    // Channel state of a closed channel whose two ends recorded.
+    let mut s = crashed();
+    node(&mut s, "n1").balance = 90;
+    node(&mut s, "n1").sent.insert("n2".into(), 1);
+    node(&mut s, "n1").clock = clock(&[("n1", 1)]);
+    let r = check_snapshot(&s).unwrap();
+    assert_eq!(r.outcome, Outcome::Inconsistent);
+    assert!(kinds(&s).contains(&"in-flight-missing"));
+    // A negative balance.
+    let mut s = crashed();
+    node(&mut s, "n2").balance = -3;
+    assert_eq!(check_snapshot(&s).unwrap().outcome, Outcome::Inconsistent);
+    // Only termination violations: incomplete.
+    let r = check_snapshot(&crashed()).unwrap();
+    assert_eq!(r.outcome, Outcome::Incomplete);
+    assert!(r.violations.iter().all(|v| v.rule() == Rule::Termination));
+}
+
+/// What an incomplete snapshot cannot know is not judged: a missing node's channels, and a
+/// still-open channel's partial recording.
+#[test]
+fn incomplete_snapshot_raises_no_alarm_from_what_it_lacks() {
+    // n3 is missing; n2 credited n3's seq 2 and n1 recorded n3's seq 1 in flight: nothing
+    // to hold them against.
+    let mut s = quiet();
+    s.checkpoints.retain(|c| c.node != "n3");
+    s.missing = vec!["n3".into()];
+    s.open_channels = vec![Channel::new("n1", "n3"), Channel::new("n2", "n3")];
+    node(&mut s, "n2").balance = 104;
+    node(&mut s, "n2").received.insert("n3".into(), 2);
+    node(&mut s, "n1")
+        .channels
+        .insert("n3".into(), vec![msg("n3", "n1", 1, 3, &[("n3", 1)])]);
+    let r = check_snapshot(&s).unwrap();
+    assert_eq!(r.outcome, Outcome::Incomplete, "{:?}", r.violations);
+    assert!(!r.conservation_judged);
+}
+
+/// Every checkpoint arrived, but the initiator n1 never got n3's closing marker: the
+/// partial recording of n3→n1 must not be summed into a conservation alarm, nor judged as
+/// channel state.
+#[test]
+fn open_channel_blocks_conservation_even_with_every_checkpoint() {
+    let mut s = quiet();
+    s.open_channels = vec![Channel::new("n3", "n1")];
+    // n3 sent 4 and then 6 before its cut; n1 has recorded only the 4 so far.
+    node(&mut s, "n3").balance = 90;
+    node(&mut s, "n3").sent.insert("n1".into(), 2);
+    node(&mut s, "n3").clock = clock(&[("n3", 2)]);
+    node(&mut s, "n1")
+        .channels
+        .insert("n3".into(), vec![msg("n3", "n1", 1, 4, &[("n3", 1)])]);
+    let r = check_snapshot(&s).unwrap();
+    assert_eq!(r.outcome, Outcome::Incomplete, "{:?}", r.violations);
+    assert!(!r.conservation_judged);
+    assert_eq!(kinds(&s), vec!["channel-not-closed"]);
+    // The same money lost with the channel closed is judged.
+    s.open_channels.clear();
+    let k = kinds(&s);
+    assert!(k.contains(&"money-not-conserved"), "{k:?}");
+    assert!(k.contains(&"in-flight-missing"), "{k:?}");
+}
+
+/// Per-node accounting against the transfer log: total money conserved, but n2 and n3 each
+/// recorded a balance their own sends and deliveries do not explain.
+#[test]
+fn balance_mismatch_is_named_per_node() {
+    let mut s = with_channel_state();
+    node(&mut s, "n2").balance = 106;
+    node(&mut s, "n3").balance = 99;
+    let r = check_snapshot(&s).unwrap();
+    assert_eq!(r.outcome, Outcome::Inconsistent);
+    let lines: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "snapshot 7: balance-mismatch: n2 recorded balance 106, but initial 100 - sent 0 + delivered 5 = 105",
+            "snapshot 7: balance-mismatch: n3 recorded balance 99, but initial 100 - sent 0 + delivered 0 = 100",
+        ]
+    );
+    assert!(r.violations.iter().all(|v| v.rule() == Rule::Conservation));
+    let json = serde_json::to_value(&r.violations[0]).unwrap();
+    assert_eq!(json["kind"], "balance-mismatch");
+    assert_eq!(json["node"], "n2");
+    assert_eq!(
+        (json["recorded"].as_i64(), json["expected_min"].as_i64()),
+        (Some(106), Some(105))
+    );
+    // Without the log: not judged (and the total is conserved).
+    let mut no_log = s.clone();
+    no_log.transfers = None;
+    assert!(kinds(&no_log).is_empty());
+    // The log lacks seq 1 of n1→n2: n1 and n2 cannot be judged, n3 still can.
+    let mut holed = s.clone();
+    holed.transfers.as_mut().unwrap().remove(0);
+    assert_eq!(kinds(&holed), vec!["balance-mismatch"]);
+    assert_eq!(
+        check_snapshot(&holed).unwrap().violations[0],
+        Violation::BalanceMismatch {
+            snapshot: 7,
+            node: "n3".into(),
+            recorded: 99,
+            initial: 100,
+            sent: 0,
+            delivered_min: 0,
+            delivered_max: 0,
+            expected_min: 100,
+            expected_max: 100,
+        }
+    );
+    // An initial total that does not split evenly: no per-node initial balance to judge by.
+    let mut uneven = s.clone();
+    uneven.initial_total = 301;
+    assert_eq!(kinds(&uneven), vec!["money-not-conserved"]);
+    // A node's own accounting is judged in an incomplete snapshot too.
+    let mut inc = s.clone();
+    inc.checkpoints.retain(|c| c.node != "n3");
+    inc.missing = vec!["n3".into()];
+    inc.open_channels = vec![Channel::new("n1", "n3"), Channel::new("n2", "n3")];
+    let r = check_snapshot(&inc).unwrap();
+    assert_eq!(r.outcome, Outcome::Inconsistent);
+    assert!(r
+        .violations
+        .iter()
+        .any(|v| matches!(v, Violation::BalanceMismatch { node, .. } if node == "n2")));
+}
+
+/// `received` is the highest seq delivered, which on unordered channels need not be a
+/// prefix: n2 delivered seq 2 (7) before its cut but seq 1 (5) only after. Per-node
+/// accounting then only bounds the balance, and does not cry wolf.
+#[test]
+fn balance_check_is_sound_on_unordered_channels() {
+    let mut s = with_channel_state();
+    node(&mut s, "n2").balance = 107;
+    node(&mut s, "n2").received.insert("n1".into(), 2);
+    node(&mut s, "n2").channels.clear();
+    let is_mismatch = |s: &Snapshot| {
+        check_snapshot(s)
+            .unwrap()
+            .violations
+            .iter()
+            .any(|v| matches!(v, Violation::BalanceMismatch { .. }))
+    };
+    assert!(!is_mismatch(&s));
+    // Anything outside 100 + [7, 12] is wrong however the channel ordered its messages.
+    for (balance, bad) in [(106, true), (112, false), (113, true)] {
+        node(&mut s, "n2").balance = balance;
+        assert_eq!(is_mismatch(&s), bad, "balance {balance}");
+    }
+    node(&mut s, "n2").balance = 113;
+    let text = check_snapshot(&s)
+        .unwrap()
+        .violations
+        .iter()
+        .find(|v| v.kind() == "balance-mismatch")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "snapshot 7: balance-mismatch: n2 recorded balance 113, but initial 100 - sent 0 + delivered 7..=12 = 107..=112"
+    );
 }
 
 #[test]
@@ -426,6 +610,17 @@ proptest! {
             prop_assert_eq!(r.outcome, Outcome::Consistent, "{}", report.to_text());
         }
         prop_assert_eq!(report.summary.completed, report.summary.started);
+        // Not vacuous: the full log lets every node's own books be checked, to the unit.
+        for snap in &run.snapshots {
+            let mut bad = snap.clone();
+            bad.checkpoints[0].balance += 1;
+            let r = check_snapshot(&bad).unwrap();
+            let node = bad.checkpoints[0].node.clone();
+            prop_assert!(
+                r.violations.iter().any(|v| matches!(v, Violation::BalanceMismatch { node: n, .. } if *n == node)),
+                "{:?}", r.violations
+            );
+        }
     }
 
     /// The marker-after-send bug: every transfer that crossed a marker is named on its
@@ -465,6 +660,13 @@ proptest! {
         for c in &run.crossings {
             let r = report_of(&report, c.snapshot());
             prop_assert_eq!(r.outcome, Outcome::Inconsistent, "{:?}", c);
+        }
+        // A node's own accounting holds whatever the order of delivery.
+        for r in &report.snapshots {
+            prop_assert!(
+                !r.violations.iter().any(|v| matches!(v, Violation::BalanceMismatch { .. })),
+                "{}", report.to_text()
+            );
         }
     }
 }

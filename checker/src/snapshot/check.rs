@@ -1,6 +1,12 @@
 //! The four rules, judged on one snapshot. Every violation names the snapshot and the nodes,
 //! channel and messages involved; the rules are independent, so one fault usually shows up
 //! under more than one (a lost in-flight message breaks both channel state and conservation).
+//!
+//! A snapshot that did not terminate is still judged, on what its recorded part can show
+//! without the rest: the cut and channel state only between two recorded nodes, channel
+//! state only on channels closed by their marker, each node's own balance, and the total
+//! only when every node recorded and every channel closed. So a violation there is real
+//! whatever the missing node would have said, and makes the snapshot inconsistent.
 
 use super::model::{clock_entry, Algorithm, Channel, Checkpoint, NodeId, Snapshot, Transfer};
 use serde::Serialize;
@@ -17,7 +23,8 @@ pub enum Rule {
     ConsistentCut,
     /// Channel i→j holds exactly what i sent before its cut and j received after its cut.
     ChannelState,
-    /// Balances plus in-flight amounts equal the initial total; no negative balance.
+    /// Balances plus in-flight amounts equal the initial total; no negative balance; each
+    /// node's balance agrees with its own sends and deliveries.
     Conservation,
 }
 
@@ -134,6 +141,24 @@ pub enum Violation {
         node: NodeId,
         balance: i64,
     },
+    /// `node`'s own books do not add up: its recorded balance is not its initial balance
+    /// minus what it sent (its seqs `1..=sent` per outgoing channel, amounts from the log)
+    /// plus what it was delivered (seqs up to `received` per incoming channel). `received`
+    /// is the highest seq delivered, a prefix only on FIFO channels, so the delivered sum is
+    /// known only to lie in `delivered_min ..= delivered_max` (each channel's top seq
+    /// surely, every lower one possibly). Balance, `sent` and `received` are read at the same
+    /// instant, so this holds at every cut whatever the other nodes did.
+    BalanceMismatch {
+        snapshot: u64,
+        node: NodeId,
+        recorded: i64,
+        initial: i64,
+        sent: i64,
+        delivered_min: i64,
+        delivered_max: i64,
+        expected_min: i64,
+        expected_max: i64,
+    },
 }
 
 impl Violation {
@@ -142,7 +167,9 @@ impl Violation {
         match self {
             MissingCheckpoint { .. } | ChannelNotClosed { .. } => Rule::Termination,
             ReceiveWithoutSend { .. } | ClockAhead { .. } => Rule::ConsistentCut,
-            MoneyNotConserved { .. } | NegativeBalance { .. } => Rule::Conservation,
+            MoneyNotConserved { .. } | NegativeBalance { .. } | BalanceMismatch { .. } => {
+                Rule::Conservation
+            }
             _ => Rule::ChannelState,
         }
     }
@@ -166,6 +193,7 @@ impl Violation {
             SentNotInLog { .. } => "sent-not-in-log",
             MoneyNotConserved { .. } => "money-not-conserved",
             NegativeBalance { .. } => "negative-balance",
+            BalanceMismatch { .. } => "balance-mismatch",
         }
     }
 
@@ -186,7 +214,8 @@ impl Violation {
             | InFlightNotInLog { snapshot, .. }
             | SentNotInLog { snapshot, .. }
             | MoneyNotConserved { snapshot, .. }
-            | NegativeBalance { snapshot, .. } => *snapshot,
+            | NegativeBalance { snapshot, .. }
+            | BalanceMismatch { snapshot, .. } => *snapshot,
         }
     }
 
@@ -346,20 +375,49 @@ impl fmt::Display for Violation {
             NegativeBalance { node, balance, .. } => {
                 write!(f, "{node} recorded a negative balance {balance}")
             }
+            BalanceMismatch {
+                node,
+                recorded,
+                initial,
+                sent,
+                delivered_min,
+                delivered_max,
+                expected_min,
+                expected_max,
+                ..
+            } => {
+                let range = |lo: i64, hi: i64| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}..={hi}")
+                    }
+                };
+                write!(
+                    f,
+                    "{node} recorded balance {recorded}, but initial {initial} - sent {sent} + delivered {} = {}",
+                    range(*delivered_min, *delivered_max),
+                    range(*expected_min, *expected_max)
+                )
+            }
         }
     }
 }
 
-/// What a snapshot turned out to be.
+/// What a snapshot turned out to be. Only termination depends on the nodes that never
+/// reported; every other rule is judged on what was recorded, where that is sound with
+/// partial information (see `check_snapshot`), so a fault in the recorded part is not hidden
+/// by a timeout elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Terminated, and every other rule holds.
     Consistent,
-    /// Terminated, and some rule is broken.
+    /// Some rule other than termination is broken, whether or not the snapshot terminated
+    /// (`SnapshotReport::terminated` says which).
     Inconsistent,
-    /// Did not terminate (a node or channel never reported). What was recorded is still
-    /// judged, and its violations listed.
+    /// Did not terminate (a node or channel never reported), and nothing that was recorded
+    /// breaks a rule.
     Incomplete,
 }
 
@@ -382,6 +440,8 @@ pub struct SnapshotReport {
     pub outcome: Outcome,
     pub nodes: usize,
     pub recorded: usize,
+    /// Every node recorded and every channel closed (no termination violation).
+    pub terminated: bool,
     /// Sum of recorded balances and of recorded in-flight messages.
     pub balances: i64,
     pub in_flight_messages: usize,
@@ -389,7 +449,8 @@ pub struct SnapshotReport {
     pub initial_total: i64,
     /// Whether a transfer log was given (amounts and send clocks checked against it).
     pub with_transfer_log: bool,
-    /// Whether conservation could be judged (only when every node recorded).
+    /// Whether the total could be judged (only when every node recorded and every channel
+    /// closed: a still-open channel's recording is partial).
     pub conservation_judged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
@@ -397,6 +458,8 @@ pub struct SnapshotReport {
 }
 
 /// Judges one snapshot. `Err` is malformed input (see `Snapshot::validate`), one line.
+/// Outcome: inconsistent if any rule other than termination is broken, else incomplete if
+/// termination is, else consistent.
 pub fn check_snapshot(s: &Snapshot) -> Result<SnapshotReport, String> {
     s.validate()?;
     let id = s.id;
@@ -490,7 +553,7 @@ pub fn check_snapshot(s: &Snapshot) -> Result<SnapshotReport, String> {
             });
         }
     }
-    let conservation_judged = missing.is_empty();
+    let conservation_judged = missing.is_empty() && open.is_empty();
     if conservation_judged && balances + in_flight_amount != s.initial_total {
         v.push(Violation::MoneyNotConserved {
             snapshot: id,
@@ -500,12 +563,20 @@ pub fn check_snapshot(s: &Snapshot) -> Result<SnapshotReport, String> {
         });
     }
 
-    let outcome = if !terminated {
-        Outcome::Incomplete
-    } else if v.is_empty() {
-        Outcome::Consistent
-    } else {
+    if let Some(log) = &log {
+        if let Some(initial) = equal_initial_balance(s) {
+            for c in &s.checkpoints {
+                node_accounting(s, c, initial, log, &mut v);
+            }
+        }
+    }
+
+    let outcome = if v.iter().any(|x| x.rule() != Rule::Termination) {
         Outcome::Inconsistent
+    } else if !terminated {
+        Outcome::Incomplete
+    } else {
+        Outcome::Consistent
     };
     let latency_ms = match (s.started_ns, s.finished_ns) {
         (Some(a), Some(b)) if b >= a => Some((b - a) as f64 / 1e6),
@@ -518,6 +589,7 @@ pub fn check_snapshot(s: &Snapshot) -> Result<SnapshotReport, String> {
         outcome,
         nodes: s.nodes.len(),
         recorded: s.nodes.len() - missing.len(),
+        terminated,
         balances,
         in_flight_messages: in_flight.len(),
         in_flight_amount,
@@ -527,6 +599,65 @@ pub fn check_snapshot(s: &Snapshot) -> Result<SnapshotReport, String> {
         latency_ms,
         violations: v,
     })
+}
+
+/// Each node's initial balance. The model carries only the total; the bank nodes all start
+/// with the same `--initial-balance` (and report `initial_total` as it times the number of
+/// nodes), so the share is the total split evenly. A total that does not split evenly
+/// cannot come from that, and then no node is judged.
+fn equal_initial_balance(s: &Snapshot) -> Option<i64> {
+    let n = s.nodes.len() as i64;
+    (s.initial_total % n == 0).then(|| s.initial_total / n)
+}
+
+/// Rule (4) on one node's own books, from its checkpoint and the transfer log alone — so
+/// it is sound in an incomplete snapshot too. Judged only when the log holds every seq it
+/// needs (each outgoing channel's `1..=sent`, each incoming channel's `1..=received`);
+/// otherwise skipped, as the log-based channel rules are.
+fn node_accounting(
+    s: &Snapshot,
+    c: &Checkpoint,
+    initial: i64,
+    log: &BTreeMap<(&str, &str, u64), &Transfer>,
+    v: &mut Vec<Violation>,
+) {
+    let amounts = |from: &str, to: &str, upto: u64| -> Option<Vec<i64>> {
+        (1..=upto)
+            .map(|q| log.get(&(from, to, q)).map(|m| m.amount))
+            .collect()
+    };
+    let me = c.node.as_str();
+    let (mut sent, mut delivered_min, mut delivered_max) = (0i64, 0i64, 0i64);
+    for peer in s.nodes.iter().map(String::as_str).filter(|p| *p != me) {
+        let Some(out) = amounts(me, peer, c.sent_to(peer)) else {
+            return;
+        };
+        sent += out.iter().sum::<i64>();
+        let Some(inc) = amounts(peer, me, c.received_from(peer)) else {
+            return;
+        };
+        // `received` is the highest seq delivered: on unordered channels the lower ones may
+        // still be on their way, so only the top one is sure to be in the balance.
+        delivered_min += inc.last().copied().unwrap_or(0);
+        delivered_max += inc.iter().sum::<i64>();
+    }
+    let (expected_min, expected_max) = (
+        initial - sent + delivered_min,
+        initial - sent + delivered_max,
+    );
+    if !(expected_min..=expected_max).contains(&c.balance) {
+        v.push(Violation::BalanceMismatch {
+            snapshot: s.id,
+            node: c.node.clone(),
+            recorded: c.balance,
+            initial,
+            sent,
+            delivered_min,
+            delivered_max,
+            expected_min,
+            expected_max,
+        });
+    }
 }
 
 /// Rule (3) on one channel: the recorded state must be exactly seqs

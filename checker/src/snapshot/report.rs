@@ -17,8 +17,10 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
-/// Counts over a run's snapshots: `completed = consistent + inconsistent`,
-/// `started = completed + incomplete`.
+/// Counts over a run's snapshots: `started = consistent + inconsistent + incomplete`;
+/// `completed` counts those that terminated (every node recorded, every channel closed),
+/// each of them consistent or inconsistent. An inconsistent snapshot need not have
+/// terminated: a violation in its recorded part counts even when some node timed out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
     pub started: usize,
@@ -92,7 +94,7 @@ impl SnapshotsReport {
                 Outcome::Incomplete => summary.incomplete += 1,
             }
         }
-        summary.completed = summary.consistent + summary.inconsistent;
+        summary.completed = snapshots.iter().filter(|r| r.terminated).count();
         let mut lat: Vec<f64> = snapshots.iter().filter_map(|r| r.latency_ms).collect();
         lat.sort_by(f64::total_cmp);
         if !lat.is_empty() {
@@ -138,11 +140,16 @@ impl SnapshotsReport {
             }
             let _ = writeln!(
                 out,
-                "snapshot {} ({}, initiator {}): {}, {} of {} nodes recorded, {} violation(s)",
+                "snapshot {} ({}, initiator {}): {}{}, {} of {} nodes recorded, {} violation(s)",
                 r.snapshot,
                 r.algorithm.as_str(),
                 r.initiator,
                 r.outcome.as_str(),
+                if r.outcome == Outcome::Inconsistent && !r.terminated {
+                    " (did not terminate)"
+                } else {
+                    ""
+                },
                 r.recorded,
                 r.nodes,
                 r.violations.len()
