@@ -29,6 +29,9 @@ use crate::command::NodeId;
 /// First retransmission delay, and its ceiling under repeated failures.
 const BASE_RTO: Duration = Duration::from_millis(100);
 const MAX_RTO: Duration = Duration::from_secs(1);
+/// How long a queued frame may wait for its request's WAL sync before the retransmit loop
+/// syncs it itself.
+pub(super) const STALL_AFTER: Duration = BASE_RTO;
 /// How often the retransmit loop looks at an outbox.
 const RETRANSMIT_TICK: Duration = Duration::from_millis(25);
 /// Most frames in one retransmission, so one request stays small.
@@ -199,6 +202,21 @@ impl Outbox {
         out
     }
 
+    /// The WAL position to sync for frames stuck before the wire: not durable although
+    /// queued more than `rto` ago. Their sender's own sync never ran (its request was
+    /// dropped while waiting its turn), and `due` stops at the first of them, so without
+    /// a sync from elsewhere the channel would stall behind them for good.
+    pub(super) fn stalled(&self, rto: Duration, durable: impl Fn(u64) -> bool) -> Option<u64> {
+        let now = Instant::now();
+        // WAL positions grow with seqs, so the undurable frames are the newest ones.
+        self.frames
+            .values()
+            .rev()
+            .take_while(|p| !durable(p.wal_pos))
+            .find(|p| p.last_sent.is_none_or(|t| now.duration_since(t) >= rto))
+            .map(|p| p.wal_pos)
+    }
+
     pub fn len(&self) -> usize {
         self.frames.len()
     }
@@ -229,6 +247,11 @@ pub async fn retransmit_loop(bank: Arc<Bank>, peer: NodeId) {
         tokio::time::sleep(RETRANSMIT_TICK).await;
         if Instant::now() < next_try || bank.transport.is_isolated(&peer) {
             continue;
+        }
+        if let Some(pos) = bank.stalled_frames(&peer) {
+            if let Err(e) = bank.wal.sync(pos).await {
+                tracing::debug!(%peer, "bank: cannot make queued frames durable: {e}");
+            }
         }
         let frames = bank.due_frames(&peer, rto);
         if frames.is_empty() {
@@ -317,6 +340,30 @@ mod tests {
                 upto: 3,
                 also: vec![5]
             }
+        );
+    }
+
+    #[test]
+    fn outbox_names_frames_stuck_before_the_wal() {
+        let mut out = Outbox::default();
+        out.insert(marker(1), 10, false);
+        out.insert(marker(2), 20, true);
+        out.insert(marker(3), 30, true);
+        // 2 and 3 were just queued by requests that sync them themselves.
+        assert_eq!(out.stalled(BASE_RTO, |pos| pos <= 10), None);
+        std::thread::sleep(BASE_RTO);
+        assert_eq!(out.stalled(BASE_RTO, |pos| pos <= 10), Some(30));
+        assert_eq!(out.stalled(BASE_RTO, |pos| pos <= 30), None);
+        // Nothing undurable is stuck if only a fresh frame is undurable.
+        out.insert(marker(4), 40, true);
+        assert_eq!(out.stalled(BASE_RTO, |pos| pos <= 30), None);
+        // `due` never lets a frame out before it is durable, stuck or not.
+        assert_eq!(
+            out.due(BASE_RTO, |pos| pos <= 10)
+                .iter()
+                .map(|f| f.seq)
+                .collect::<Vec<_>>(),
+            vec![1]
         );
     }
 

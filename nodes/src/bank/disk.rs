@@ -58,14 +58,27 @@ struct Pending {
     appended: u64,
 }
 
-pub struct Wal {
-    file: Arc<File>,
+/// What the writer needs, shared with the blocking write that outlives a cancelled `sync`.
+struct Shared {
+    file: File,
     pending: Mutex<Pending>,
+    /// Everything appended up to here is written and fdatasync'd. Only the write that
+    /// made it so moves it, so it never covers bytes still in flight.
     synced: AtomicU64,
-    /// Serialises write+fsync so buffers reach the file in append order.
-    sync_lock: tokio::sync::Mutex<()>,
     /// A failed write leaves the file behind memory for good: every later sync fails.
     broken: AtomicBool,
+    /// Tests only: how long the next write sleeps first, to keep it in flight.
+    #[cfg(test)]
+    write_delay_ms: AtomicU64,
+}
+
+pub struct Wal {
+    shared: Arc<Shared>,
+    /// Serialises write+fsync so buffers reach the file in append order. Its guard is
+    /// owned by the blocking write itself, never by a caller's future: axum drops a
+    /// handler's future when the client goes away, and if that released the turn while
+    /// the write still ran, the next write would overlap it and claim it durable.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Wal {
@@ -113,18 +126,22 @@ impl Wal {
             records.push(genesis);
         }
         let wal = Wal {
-            file: Arc::new(file),
-            pending: Mutex::new(Pending::default()),
-            synced: AtomicU64::new(0),
-            sync_lock: tokio::sync::Mutex::new(()),
-            broken: AtomicBool::new(false),
+            shared: Arc::new(Shared {
+                file,
+                pending: Mutex::new(Pending::default()),
+                synced: AtomicU64::new(0),
+                broken: AtomicBool::new(false),
+                #[cfg(test)]
+                write_delay_ms: AtomicU64::new(0),
+            }),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok((wal, records))
     }
 
     /// Queues `rec`; returns the position `sync` must reach for it to be durable.
     pub fn append(&self, rec: &Record) -> u64 {
-        let mut p = self.pending.lock().unwrap();
+        let mut p = self.shared.pending.lock().unwrap();
         let before = p.buf.len();
         // Serialising our own enum into a Vec cannot fail.
         serde_json::to_writer(&mut p.buf, rec).expect("serialise wal record");
@@ -135,38 +152,66 @@ impl Wal {
 
     /// Everything queued so far.
     pub fn appended(&self) -> u64 {
-        self.pending.lock().unwrap().appended
+        self.shared.pending.lock().unwrap().appended
     }
 
     /// Whether everything up to `pos` is on disk.
     pub fn is_durable(&self, pos: u64) -> bool {
-        self.synced.load(Ordering::Acquire) >= pos
+        self.shared.synced.load(Ordering::Acquire) >= pos
     }
 
-    /// Returns once every record queued up to `pos` is on disk.
+    /// Returns once every record queued up to `pos` is on disk. Cancellation-safe: a
+    /// caller dropped while waiting for its turn has started nothing, and one dropped
+    /// later only stops waiting for a write that finishes (and keeps the turn) regardless.
     pub async fn sync(&self, pos: u64) -> io::Result<()> {
         if self.is_durable(pos) {
             return Ok(());
         }
-        let _turn = self.sync_lock.lock().await;
+        let turn = self.turn.clone().lock_owned().await;
+        if self.is_durable(pos) {
+            return Ok(()); // the write before ours carried it
+        }
+        let shared = self.shared.clone();
+        #[cfg(test)]
+        let delay = shared.write_delay_ms.swap(0, Ordering::AcqRel);
+        let written = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            shared.write_through(
+                pos,
+                #[cfg(test)]
+                delay,
+            )
+        })
+        .await;
+        match written {
+            Ok(r) => r,
+            // The write panicked: whatever it took from the buffer may be lost.
+            Err(e) => {
+                self.shared.broken.store(true, Ordering::Release);
+                Err(io::Error::other(e))
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// With the turn held: writes and fdatasyncs everything queued, unless `pos` already is.
+    fn write_through(&self, pos: u64, #[cfg(test)] delay_ms: u64) -> io::Result<()> {
         if self.broken.load(Ordering::Acquire) {
             return Err(io::Error::other("bank.wal: an earlier write failed"));
         }
-        if self.is_durable(pos) {
+        if self.synced.load(Ordering::Acquire) >= pos {
             return Ok(());
         }
         let (buf, end) = {
             let mut p = self.pending.lock().unwrap();
             (std::mem::take(&mut p.buf), p.appended)
         };
-        let file = self.file.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            (&*file).write_all(&buf)?;
-            file.sync_data()
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|r| r);
+        #[cfg(test)]
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let written = (&self.file)
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
                 self.synced.store(end, Ordering::Release);
@@ -178,5 +223,78 @@ impl Wal {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bank::channel::{Body, Marker};
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("faultline-bank-wal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// A marker frame padded to about `pad` bytes, so writing it takes a while.
+    fn sent(seq: u64, pad: usize) -> Record {
+        Record::Sent {
+            to: "n2".into(),
+            frame: Frame {
+                seq,
+                body: Body::Marker(Marker {
+                    snapshot: 1,
+                    initiator: "x".repeat(pad),
+                    expires_unix_ms: 0,
+                }),
+            },
+        }
+    }
+
+    /// A sync dropped while its write is in flight (what axum does to a handler whose
+    /// client goes away) must not let the next sync overtake that write or claim it durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_sync_neither_reorders_nor_overclaims() {
+        const ROUNDS: u64 = 5;
+        let dir = temp_dir("cancel");
+        let (wal, _) = Wal::open(&dir, 100).unwrap();
+        let genesis = std::fs::metadata(dir.join(FILE)).unwrap().len();
+        let mut cancelled = 0;
+        for round in 0..ROUNDS {
+            let big = wal.append(&sent(2 * round + 1, 1 << 16));
+            // Polled once (the write starts, and stays in flight for a while), then dropped.
+            wal.shared.write_delay_ms.store(50, Ordering::Release);
+            if tokio::time::timeout(Duration::ZERO, wal.sync(big))
+                .await
+                .is_err()
+            {
+                cancelled += 1;
+            }
+            let small = wal.append(&sent(2 * round + 2, 10));
+            wal.sync(small).await.unwrap();
+            assert!(wal.is_durable(big), "round {round}");
+            let len = std::fs::metadata(dir.join(FILE)).unwrap().len();
+            assert_eq!(
+                len,
+                genesis + small,
+                "round {round}: sync returned before the cancelled write landed"
+            );
+        }
+        assert!(cancelled > 0, "no sync was cancelled in flight");
+        drop(wal);
+        let (_, records) = Wal::open(&dir, 100).unwrap();
+        let seqs: Vec<u64> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Sent { frame, .. } => Some(frame.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, (1..=2 * ROUNDS).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,17 +90,21 @@ pub struct SnapState {
 impl SnapState {
     /// Drops what has outlived its snapshot's timeout.
     pub fn expire(&mut self, now: u64) {
+        if let Some(c) = &self.collector {
+            if now > c.expires_unix_ms + COLLECTOR_GRACE_MS {
+                self.collector = None;
+            }
+        }
+        let collecting = self.collector.as_ref().map(|c| c.id);
         if let Some(r) = &self.recording {
-            if now > r.expires_unix_ms {
+            // The initiator's own recording is part of the answer until `conclude` takes
+            // it: dropped in the moment between the timeout and the answer (by a late
+            // marker, say), the initiator would report itself missing instead of its cut.
+            if now > r.expires_unix_ms && collecting != Some(r.id) {
                 if !r.done {
                     tracing::info!(snapshot = r.id, "bank: snapshot timed out here; abandoned");
                 }
                 self.recording = None;
-            }
-        }
-        if let Some(c) = &self.collector {
-            if now > c.expires_unix_ms + COLLECTOR_GRACE_MS {
-                self.collector = None;
             }
         }
     }
@@ -537,5 +541,108 @@ async fn deliver_direct(bank: Arc<Bank>, to: NodeId, msg: PeerMsg, expires: u64)
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bank::test_bank;
+
+    fn recording(id: u64, expires_unix_ms: u64) -> Recording {
+        Recording {
+            id,
+            initiator: "n1".into(),
+            algorithm: Algorithm::ChandyLamport,
+            expires_unix_ms,
+            cut: None,
+            open: BTreeSet::new(),
+            done: false,
+        }
+    }
+
+    fn collector(id: u64, expires_unix_ms: u64) -> Collector {
+        Collector {
+            id,
+            expires_unix_ms,
+            checkpoints: BTreeMap::new(),
+            done: None,
+        }
+    }
+
+    #[test]
+    fn expiry_keeps_the_initiators_recording_while_it_collects() {
+        let mut s = SnapState {
+            recording: Some(recording(5, 1_000)),
+            ..SnapState::default()
+        };
+        s.expire(1_001);
+        assert!(
+            s.recording.is_none(),
+            "a participant gives up at its expiry"
+        );
+
+        s.recording = Some(recording(5, 1_000));
+        s.collector = Some(collector(5, 1_000));
+        s.expire(1_001);
+        assert!(s.recording.is_some(), "the initiator has not answered yet");
+        assert_eq!(
+            s.running("n1", 1_001),
+            None,
+            "but it blocks no new snapshot"
+        );
+        // An older snapshot's recording is not the collection's.
+        s.recording = Some(recording(4, 1_000));
+        s.expire(1_001);
+        assert!(s.recording.is_none());
+
+        s.recording = Some(recording(5, 1_000));
+        s.expire(1_001 + COLLECTOR_GRACE_MS);
+        assert!(
+            s.collector.is_none() && s.recording.is_none(),
+            "a lost request's leftovers go"
+        );
+    }
+
+    /// A marker arriving after the timeout but before the initiator builds its answer must
+    /// leave the initiator's own partial cut in the answer.
+    #[tokio::test]
+    async fn a_late_marker_leaves_the_initiators_partial_cut_in_the_answer() {
+        let (bank, dir) = test_bank("late-marker", &[]);
+        let expires = unix_ms() - 1;
+        let mut st = bank.lock();
+        st.snap.collector = Some(collector(1, expires));
+        let mut eff = Effects::default();
+        let me = bank.id.clone();
+        join(
+            &bank,
+            &mut st,
+            1,
+            me.clone(),
+            Algorithm::ChandyLamport,
+            expires,
+            0,
+            None,
+            &mut eff,
+        );
+        let marker = Marker {
+            snapshot: 1,
+            initiator: me,
+            expires_unix_ms: expires,
+        };
+        on_marker(&bank, &mut st, "n2", marker, &mut eff);
+        let snap = conclude(&bank, &mut st, 1, Algorithm::ChandyLamport, 0);
+        drop(st);
+        assert_eq!(snap.missing, vec!["n2".to_string(), "n3".to_string()]);
+        let own: Vec<&str> = snap.checkpoints.iter().map(|c| c.node.as_str()).collect();
+        assert_eq!(own, vec!["n1"]);
+        let open: Vec<String> = snap
+            .open_channels
+            .iter()
+            .map(|c| format!("{}->{}", c.from, c.to))
+            .collect();
+        // n2's marker closed n2->n1; n3->n1 never got one.
+        assert_eq!(open, vec!["n1->n2", "n1->n3", "n2->n3", "n3->n1", "n3->n2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
