@@ -34,12 +34,18 @@ pub async fn run(
         last = (now, done);
         let snapshots = match stats.snapshots_started.load(Ordering::Relaxed) {
             0 => String::new(),
-            started => format!(
-                " | snapshots {started}: {} consistent, {} inconsistent, {} incomplete",
-                stats.snapshots_consistent.load(Ordering::Relaxed),
-                stats.snapshots_inconsistent.load(Ordering::Relaxed),
-                stats.snapshots_incomplete.load(Ordering::Relaxed),
-            ),
+            started => {
+                let defective = match stats.snapshots_defective.load(Ordering::Relaxed) {
+                    0 => String::new(),
+                    n => format!(", {n} defective"),
+                };
+                format!(
+                    " | snapshots {started}: {} consistent, {} inconsistent, {} incomplete{defective}",
+                    stats.snapshots_consistent.load(Ordering::Relaxed),
+                    stats.snapshots_inconsistent.load(Ordering::Relaxed),
+                    stats.snapshots_incomplete.load(Ordering::Relaxed),
+                )
+            }
         };
         bar.set_message(format!(
             "{} | {:>7.0} ops/s | ok {} fail {} info {}{snapshots} | fault: {}",

@@ -24,6 +24,8 @@ pub struct Stats {
     pub snapshots_consistent: AtomicU64,
     pub snapshots_inconsistent: AtomicU64,
     pub snapshots_incomplete: AtomicU64,
+    /// Answers that disagree with the run or do not parse (a node defect).
+    pub snapshots_defective: AtomicU64,
 }
 
 impl Stats {

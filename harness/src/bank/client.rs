@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use checker::snapshot::{Snapshot, Transfer};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use workloads::Completion;
 
@@ -71,8 +72,10 @@ impl BankStatus {
 pub enum SnapshotError {
     /// 409: a snapshot is still running on that initiator; nothing was started.
     Refused(String),
-    /// No usable answer (unreachable, timeout, error status, malformed body).
+    /// No answer (unreachable, timeout, error status): nothing to judge.
     Failed(String),
+    /// A 200 whose body is not a snapshot: the initiator answered wrongly.
+    Malformed(String),
 }
 
 /// The request for one transfer. The body is built by hand: ids are plain names and the
@@ -132,15 +135,25 @@ impl HttpClient {
         }
     }
 
-    /// `GET /bank/status` of node `node`.
-    pub async fn bank_status(&self, node: usize, timeout: Duration) -> Result<BankStatus, String> {
+    /// `GET path` on node `node`, expecting 200 and a body of type `T`.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        node: usize,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, String> {
         let (status, body) = self
-            .call_json(node, Method::GET, "/bank/status", None, timeout)
+            .call_json(node, Method::GET, path, None, timeout)
             .await?;
         if status != 200 {
-            return Err(format!("GET /bank/status: HTTP {status}: {body}"));
+            return Err(format!("GET {path}: HTTP {status}: {body}"));
         }
-        serde_json::from_value(body).map_err(|e| format!("GET /bank/status: bad body: {e}"))
+        serde_json::from_value(body).map_err(|e| format!("GET {path}: bad body: {e}"))
+    }
+
+    /// `GET /bank/status` of node `node`.
+    pub async fn bank_status(&self, node: usize, timeout: Duration) -> Result<BankStatus, String> {
+        self.get_json(node, "/bank/status", timeout).await
     }
 
     /// `GET /bank/transfers`: every transfer node `node` ever sent.
@@ -149,13 +162,7 @@ impl HttpClient {
         node: usize,
         timeout: Duration,
     ) -> Result<Vec<Transfer>, String> {
-        let (status, body) = self
-            .call_json(node, Method::GET, "/bank/transfers", None, timeout)
-            .await?;
-        if status != 200 {
-            return Err(format!("GET /bank/transfers: HTTP {status}: {body}"));
-        }
-        serde_json::from_value(body).map_err(|e| format!("GET /bank/transfers: bad body: {e}"))
+        self.get_json(node, "/bank/transfers", timeout).await
     }
 
     /// `POST /bank/snapshot` on the initiator `node`; waits up to `timeout` for it.
@@ -176,7 +183,7 @@ impl HttpClient {
         };
         match status {
             200 => serde_json::from_value(body.clone())
-                .map_err(|e| SnapshotError::Failed(format!("malformed snapshot: {e}"))),
+                .map_err(|e| SnapshotError::Malformed(format!("not a snapshot: {e}"))),
             409 => Err(SnapshotError::Refused(message())),
             status => Err(SnapshotError::Failed(format!(
                 "HTTP {status}: {}",

@@ -7,10 +7,13 @@
 //!    each snapshot, so the checker verifies recorded in-flight amounts against what was
 //!    really sent;
 //! 4. the snapshot checker on every snapshot, and the verdict: invalid if a completed
-//!    snapshot is inconsistent or money is not conserved; valid if every completed
-//!    snapshot is consistent and money is conserved; unknown when nothing completed or
-//!    the final state could not be judged. Incomplete snapshots are reported, never
-//!    violations: a crashed node means no termination, not a wrong answer.
+//!    snapshot is inconsistent, money is not conserved, or a node answered with a
+//!    defective snapshot (one that does not parse or disagrees with the run about its id,
+//!    initiator, nodes or initial total — not judged by the checker, whose judgement of
+//!    it would rest on what it wrongly says); valid if every completed snapshot is
+//!    consistent and money is conserved; unknown when nothing completed or the final
+//!    state could not be judged. Incomplete snapshots are reported, never violations: a
+//!    crashed node means no termination, not a wrong answer.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,7 +23,7 @@ use checker::Verdict;
 use serde::Serialize;
 use workloads::bank::Conservation;
 
-use super::snapshots::Collected;
+use super::snapshots::{Collected, Problem};
 use crate::check::CheckOutcome;
 use crate::client::HttpClient;
 use crate::report::html::escape;
@@ -227,11 +230,32 @@ pub struct BankJudgement {
     pub report: SnapshotsReport,
     /// The snapshots as judged (with their transfer logs), for `snapshots.jsonl`.
     pub judged: Vec<(Snapshot, Option<String>)>,
-    /// Snapshots the checker could not read: `(id, why)`.
-    pub malformed: Vec<(u64, String)>,
+    /// Snapshots a node answered wrongly, not judged by the checker.
+    pub defective: Vec<Defective>,
+    /// Why the checker gave no report (it did not take the snapshots it was given).
+    pub check_error: Option<String>,
     pub refused: usize,
     pub log_note: Option<String>,
     pub final_state: FinalState,
+}
+
+/// A snapshot the initiator answered with that does not parse or disagrees with the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Defective {
+    /// The id the harness asked for and the node it asked.
+    pub id: u64,
+    pub initiator: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Defective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "snapshot {} from {} is defective: {}",
+            self.id, self.initiator, self.reason
+        )
+    }
 }
 
 /// Checks every snapshot (with the log, when there is one) and the final state.
@@ -247,11 +271,25 @@ pub fn judge(
             Some(format!("snapshots checked without the transfer log: {e}")),
         ),
     };
-    let mut malformed = Vec::new();
+    let mut defective = Vec::new();
     let mut judged = Vec::new();
     for taken in &collected.taken {
-        if let Err(e) = taken.snapshot.validate() {
-            malformed.push((taken.snapshot.id, e));
+        let reason = match &taken.problem {
+            Some(Problem::Defect(why)) => Some(why.clone()),
+            // The snapshot task validates each answer; this is for a `Collected` that
+            // did not come from it.
+            _ => taken
+                .snapshot
+                .validate()
+                .err()
+                .map(|e| format!("malformed: {e}")),
+        };
+        if let Some(reason) = reason {
+            defective.push(Defective {
+                id: taken.id,
+                initiator: taken.initiator.clone(),
+                reason,
+            });
             continue;
         }
         let mut s = taken.snapshot.clone();
@@ -263,27 +301,30 @@ pub fn judge(
                 s.transfers = None;
             }
         }
-        judged.push((s, taken.error.clone()));
+        judged.push((s, taken.problem.as_ref().map(Problem::text)));
     }
     let snapshots: Vec<Snapshot> = judged.iter().map(|(s, _)| s.clone()).collect();
+    let mut check_error = None;
     let report = check_snapshots(&snapshots).unwrap_or_else(|e| {
         // Unreachable after the validation above; stay honest if it ever is not.
-        malformed.push((0, e));
+        check_error = Some(format!("the snapshot checker refused the snapshots: {e}"));
         SnapshotsReport::new(Vec::new())
     });
     let s = &report.summary;
-    let verdict = if s.inconsistent > 0 || final_state.conserved() == Some(false) {
-        Verdict::Invalid
-    } else if s.completed == 0 || final_state.conserved().is_none() || !malformed.is_empty() {
-        Verdict::Unknown
-    } else {
-        Verdict::Valid
-    };
+    let verdict =
+        if s.inconsistent > 0 || final_state.conserved() == Some(false) || !defective.is_empty() {
+            Verdict::Invalid
+        } else if s.completed == 0 || final_state.conserved().is_none() || check_error.is_some() {
+            Verdict::Unknown
+        } else {
+            Verdict::Valid
+        };
     BankJudgement {
         verdict,
         report,
         judged,
-        malformed,
+        defective,
+        check_error,
         refused: collected.refused.len(),
         log_note,
         final_state,
@@ -318,7 +359,10 @@ impl BankJudgement {
             "inconsistent": s.inconsistent,
             "incomplete": s.incomplete,
             "refused": self.refused,
-            "malformed": self.malformed.iter().map(|(id, e)| serde_json::json!({"id": id, "error": e})).collect::<Vec<_>>(),
+            "defective": self.defective.iter().map(|d| serde_json::json!({
+                "id": d.id, "initiator": d.initiator, "reason": d.reason, "text": d.to_string(),
+            })).collect::<Vec<_>>(),
+            "check_error": self.check_error,
             "latency_ms": latency,
             "violations": violations,
             "violations_total": total,
@@ -327,17 +371,34 @@ impl BankJudgement {
         })
     }
 
-    /// The text for the terminal: the checker's, then the final state and any notes.
+    /// Why the verdict is not valid when the checker's report alone would not say: the
+    /// first defective snapshot (and how many there were), or the checker's error.
+    pub fn reason(&self) -> Option<String> {
+        if let Some(first) = self.defective.first() {
+            return Some(match self.defective.len() {
+                1 => first.to_string(),
+                n => format!("{n} defective snapshots; the first: {first}"),
+            });
+        }
+        self.check_error.clone()
+    }
+
+    /// The text for the terminal: the reason, the checker's text, then the final state
+    /// and any notes.
     pub fn text(&self) -> String {
-        let mut out = self.report.to_text();
+        let mut out = String::new();
+        if let Some(reason) = self.reason() {
+            out.push_str(&format!("{}: {reason}\n", self.verdict.as_str()));
+        }
+        out.push_str(&self.report.to_text());
+        for d in self.defective.iter().skip(1) {
+            out.push_str(&format!("{d}\n"));
+        }
         if self.refused > 0 {
             out.push_str(&format!(
                 "{} snapshot request(s) refused: one was still running on that initiator\n",
                 self.refused
             ));
-        }
-        for (id, e) in &self.malformed {
-            out.push_str(&format!("snapshot {id}: unreadable: {e}\n"));
         }
         if let Some(note) = &self.log_note {
             out.push_str(&format!("{note}\n"));
@@ -368,15 +429,24 @@ impl BankJudgement {
         if let Some(note) = &self.log_note {
             out.push_str(&format!("<p>{}</p>", escape(note)));
         }
-        for (id, e) in &self.malformed {
-            out.push_str(&format!("<p>snapshot {id}: unreadable: {}</p>", escape(e)));
+        for d in &self.defective {
+            out.push_str(&format!(
+                "<p style=\"color:#c62828\">{}</p>",
+                escape(&d.to_string())
+            ));
+        }
+        if let Some(e) = &self.check_error {
+            out.push_str(&format!("<p>{}</p>", escape(e)));
         }
         out.push_str(&self.report.to_html_fragment());
         out
     }
 
     /// Rewrites `snapshots.jsonl` with each judged snapshot's transfer log attached, so
-    /// `faultline check` on the file gives the same judgement.
+    /// `faultline check` on the file gives the same judgement of them. Defective snapshots
+    /// are left out: only the run knows which nodes and money it started with, so the
+    /// checker alone would judge them by what they wrongly say. They are listed, with the
+    /// reason, in `results.json`'s `snapshots.defective`.
     pub fn rewrite_snapshots(&self, path: &std::path::Path) -> Result<(), String> {
         let tmp = path.with_extension("jsonl.tmp");
         let text: String = self
@@ -391,7 +461,9 @@ impl BankJudgement {
 
     pub fn outcome(&self) -> CheckOutcome {
         let report = serde_json::json!({
+            "reason": self.reason(),
             "snapshots": self.report,
+            "defective": self.defective,
             "final": self.final_state,
         });
         CheckOutcome {
@@ -407,6 +479,7 @@ impl BankJudgement {
 
 #[cfg(test)]
 mod tests {
+    use super::super::snapshots::{disagreement, Expected, Taken};
     use super::*;
     use checker::snapshot::{check_snapshot, Algorithm, Checkpoint, Outcome};
 
@@ -546,9 +619,11 @@ mod tests {
         Collected {
             taken: snaps
                 .into_iter()
-                .map(|snapshot| super::super::snapshots::Taken {
+                .map(|snapshot| Taken {
+                    id: snapshot.id,
+                    initiator: snapshot.initiator.clone(),
                     snapshot,
-                    error: None,
+                    problem: None,
                 })
                 .collect(),
             ..Collected::default()
@@ -624,5 +699,240 @@ mod tests {
         assert_eq!(first["snapshot"], 4);
         assert!(first["text"].as_str().unwrap().contains("n1→n2"), "{first}");
         assert!(j.html_fragment().contains("faultline-snapshots"));
+    }
+
+    fn run_nodes() -> Vec<String> {
+        vec!["n1".into(), "n2".into()]
+    }
+
+    /// What the snapshot task concludes about `s`, asked as snapshot 4 of n1 in a
+    /// two-node run that started with 200.
+    fn taken(s: Snapshot) -> Taken {
+        let nodes = run_nodes();
+        let expected = Expected {
+            id: 4,
+            initiator: "n1",
+            nodes: &nodes,
+            initial_total: 200,
+        };
+        let problem = disagreement(&s, &expected).map(Problem::Defect);
+        Taken {
+            id: 4,
+            initiator: "n1".into(),
+            snapshot: s,
+            problem,
+        }
+    }
+
+    fn judged(taken: Vec<Taken>) -> BankJudgement {
+        let collected = Collected {
+            taken,
+            ..Collected::default()
+        };
+        judge(&collected, Ok(&log()), drained(200))
+    }
+
+    #[test]
+    fn a_snapshot_that_agrees_with_the_run_is_no_defect() {
+        let t = taken(consistent());
+        assert_eq!(t.problem, None);
+        let j = judged(vec![t]);
+        assert_eq!(j.verdict, Verdict::Valid, "{}", j.text());
+        assert_eq!(j.reason(), None);
+        // Order of `nodes` carries no meaning.
+        let mut s = consistent();
+        s.nodes.reverse();
+        assert_eq!(taken(s).problem, None);
+    }
+
+    /// n2 believes it is alone with n1 in a three-node run: its snapshot's two nodes all
+    /// recorded, so the checker alone would call the partial mesh complete and consistent.
+    #[test]
+    fn a_partial_mesh_is_a_defect_not_a_complete_snapshot() {
+        let nodes: Vec<String> = vec!["n1".into(), "n2".into(), "n3".into()];
+        let s = consistent();
+        assert_eq!(check_snapshot(&s).unwrap().outcome, Outcome::Consistent);
+        let expected = Expected {
+            id: 4,
+            initiator: "n1",
+            nodes: &nodes,
+            initial_total: 200,
+        };
+        let why = disagreement(&s, &expected).unwrap();
+        assert_eq!(why, "`nodes` lacks n3");
+        let j = judged(vec![Taken {
+            id: 4,
+            initiator: "n1".into(),
+            snapshot: s,
+            problem: Some(Problem::Defect(why)),
+        }]);
+        assert_eq!(j.verdict, Verdict::Invalid);
+        assert_eq!(
+            j.reason().unwrap(),
+            "snapshot 4 from n1 is defective: `nodes` lacks n3"
+        );
+        // Not judged by the checker, nor counted as completed or consistent.
+        assert_eq!(
+            (j.report.summary.started, j.report.summary.consistent),
+            (0, 0)
+        );
+        assert!(j.judged.is_empty());
+    }
+
+    #[test]
+    fn each_disagreement_with_the_run_is_named() {
+        type Break = fn(&mut Snapshot);
+        let cases: Vec<(Break, &str)> = vec![
+            (|s| s.id = 5, "asked for snapshot 4, got 5"),
+            (
+                |s| s.initiator = "n2".into(),
+                "asked n1 to initiate, the snapshot names n2",
+            ),
+            (
+                |s| s.nodes.push("n9".into()),
+                "`nodes` has n9, not in the run",
+            ),
+            (
+                |s| s.initial_total = 150,
+                "`initial_total` is 150, the run started with 200",
+            ),
+            (
+                |s| s.checkpoints[0].node = "n7".into(),
+                "malformed: snapshot 4: checkpoint of node n7, which is not in `nodes`",
+            ),
+        ];
+        for (break_it, expected) in cases {
+            let mut s = consistent();
+            break_it(&mut s);
+            let t = taken(s);
+            let Some(Problem::Defect(why)) = &t.problem else {
+                panic!("no defect found; expected {expected}");
+            };
+            assert!(why.contains(expected), "{why} / {expected}");
+            let j = judged(vec![taken(consistent()), t]);
+            assert_eq!(j.verdict, Verdict::Invalid, "{expected}");
+            let reason = j.reason().unwrap();
+            assert!(
+                reason.starts_with("snapshot 4 from n1 is defective: "),
+                "{reason}"
+            );
+            assert!(!reason.contains('\n'), "one line: {reason}");
+            // Named in the text, results.json and the report, and the good one still judged.
+            assert!(
+                j.text().starts_with(&format!("invalid: {reason}\n")),
+                "{}",
+                j.text()
+            );
+            let v = j.snapshots_json();
+            assert_eq!(v["defective"][0]["id"], 4);
+            assert_eq!(v["defective"][0]["text"], reason.as_str());
+            assert_eq!(j.outcome().report["reason"], reason.as_str());
+            assert!(j.html_fragment().contains(&escape(&reason)));
+            assert_eq!(
+                (v["started"].as_u64(), v["consistent"].as_u64()),
+                (Some(1), Some(1))
+            );
+        }
+        // Several at once are all named, `; `-joined.
+        let mut s = consistent();
+        s.id = 9;
+        s.initial_total = 0;
+        let Some(Problem::Defect(why)) = taken(s).problem else {
+            panic!("no defect");
+        };
+        assert_eq!(
+            why,
+            "asked for snapshot 4, got 9; `initial_total` is 0, the run started with 200"
+        );
+    }
+
+    /// An answer that does not parse comes as a made-up snapshot (every node missing) with
+    /// a `Defect`: invalid, although the made-up snapshot itself is well formed.
+    #[test]
+    fn an_answer_that_does_not_parse_is_a_defect() {
+        let mut s = consistent();
+        s.checkpoints.clear();
+        s.missing = run_nodes();
+        let j = judged(vec![
+            taken(consistent()),
+            Taken {
+                id: 5,
+                initiator: "n2".into(),
+                snapshot: s,
+                problem: Some(Problem::Defect(
+                    "not a snapshot: missing field `nodes`".into(),
+                )),
+            },
+        ]);
+        assert_eq!(j.verdict, Verdict::Invalid);
+        assert_eq!(
+            j.reason().unwrap(),
+            "snapshot 5 from n2 is defective: not a snapshot: missing field `nodes`"
+        );
+    }
+
+    /// No answer at all (the initiator killed or cut off) stays undecidable: the made-up
+    /// snapshot is incomplete, and with nothing completed the verdict is unknown.
+    #[test]
+    fn no_answer_is_unknown_not_a_defect() {
+        let mut s = consistent();
+        s.checkpoints.clear();
+        s.missing = run_nodes();
+        let j = judged(vec![Taken {
+            id: 4,
+            initiator: "n1".into(),
+            snapshot: s,
+            problem: Some(Problem::NoAnswer("no snapshot from n1: timeout".into())),
+        }]);
+        assert_eq!(j.verdict, Verdict::Unknown, "{}", j.text());
+        assert_eq!(j.reason(), None);
+        assert_eq!(j.report.summary.incomplete, 1);
+        assert_eq!(
+            j.judged[0].1.as_deref(),
+            Some("no snapshot from n1: timeout")
+        );
+    }
+
+    /// A `Collected` whose malformed snapshot carries no problem (not from the snapshot
+    /// task) is still caught, as a defect rather than an unknown.
+    #[test]
+    fn a_malformed_snapshot_without_a_problem_is_still_a_defect() {
+        let mut s = consistent();
+        s.nodes.clear();
+        let j = judged(vec![Taken {
+            id: 4,
+            initiator: "n1".into(),
+            snapshot: s,
+            problem: None,
+        }]);
+        assert_eq!(j.verdict, Verdict::Invalid);
+        assert!(
+            j.reason().unwrap().contains("`nodes` is empty"),
+            "{:?}",
+            j.reason()
+        );
+    }
+
+    #[test]
+    fn several_defects_are_counted_and_each_named() {
+        let mut a = consistent();
+        a.initial_total = 1;
+        let mut b = consistent();
+        b.nodes.push("n3".into());
+        let j = judged(vec![taken(a), taken(b)]);
+        assert_eq!(j.verdict, Verdict::Invalid);
+        assert!(j
+            .reason()
+            .unwrap()
+            .starts_with("2 defective snapshots; the first: snapshot 4"));
+        assert!(
+            j.text().contains("`nodes` has n3, not in the run"),
+            "{}",
+            j.text()
+        );
+        assert_eq!(
+            j.snapshots_json()["defective"].as_array().map(Vec::len),
+            Some(2)
+        );
     }
 }
