@@ -6,14 +6,15 @@
 //! 3. the transfer log — the union of every node's `GET /bank/transfers` — attached to
 //!    each snapshot, so the checker verifies recorded in-flight amounts against what was
 //!    really sent;
-//! 4. the snapshot checker on every snapshot, and the verdict: invalid if a completed
-//!    snapshot is inconsistent, money is not conserved, or a node answered with a
+//! 4. the snapshot checker on every snapshot, and the verdict: invalid if a snapshot is
+//!    inconsistent, money is not conserved, or a node answered with a
 //!    defective snapshot (one that does not parse or disagrees with the run about its id,
 //!    initiator, nodes or initial total — not judged by the checker, whose judgement of
 //!    it would rest on what it wrongly says); valid if every completed snapshot is
 //!    consistent and money is conserved; unknown when nothing completed or the final
-//!    state could not be judged. Incomplete snapshots are reported, never violations: a
-//!    crashed node means no termination, not a wrong answer.
+//!    state could not be judged. A snapshot that only failed to terminate is incomplete,
+//!    not a violation (a crashed node means no termination, not a wrong answer); one
+//!    whose recorded part breaks a rule is inconsistent even if it did not terminate.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
