@@ -135,6 +135,25 @@ pub mod chaos {
         log: Vec<Entry>,
     }
 
+    /// Forty seeded chaos runs of 4000 steps, alternating 3- and 5-node clusters, of the
+    /// correct protocol `make` builds; panics if they made too little progress to mean
+    /// anything (`run` itself panics on a broken committed prefix).
+    pub fn run_many<M, F>(make: F)
+    where
+        M: Machine + Inspect,
+        F: Fn(&str, Vec<NodeId>, HardState, Vec<Entry>, u64) -> M,
+    {
+        let mut answered = 0;
+        for seed in 0..40 {
+            let n = if seed % 2 == 0 { 3 } else { 5 };
+            answered += run(seed, n, 4000, &make);
+        }
+        assert!(
+            answered > 1000,
+            "too little progress to mean anything: {answered}"
+        );
+    }
+
     pub fn run<M, F>(seed: u64, n: usize, steps: usize, make: F) -> usize
     where
         M: Machine + Inspect,
