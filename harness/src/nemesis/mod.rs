@@ -227,11 +227,7 @@ impl Planner {
                 }
             }
             FaultKind::KillMajorityApart => {
-                let mut majority: Vec<usize> = (0..n).collect();
-                majority.shuffle(rng);
-                majority.truncate(n / 2 + 1);
-                majority.sort();
-                Planned::Kill(Target::MajorityApart(majority))
+                Planned::Kill(Target::MajorityApart(random_majority(n, rng)))
             }
             FaultKind::Kill | FaultKind::Pause => {
                 let which = if kind == FaultKind::Kill {
@@ -240,10 +236,7 @@ impl Planner {
                     rng.random_range(0..3)
                 };
                 let node = rng.random_range(0..n);
-                let mut majority: Vec<usize> = (0..n).collect();
-                majority.shuffle(rng);
-                majority.truncate(n / 2 + 1);
-                majority.sort();
+                let majority = random_majority(n, rng);
                 let target = match which {
                     0 => Target::Leader { fallback: node },
                     1 => Target::Node(node),
@@ -270,6 +263,15 @@ impl Planner {
             },
         })
     }
+}
+
+/// A random majority of `n` nodes, in index order.
+fn random_majority(n: usize, rng: &mut StdRng) -> Vec<usize> {
+    let mut majority: Vec<usize> = (0..n).collect();
+    majority.shuffle(rng);
+    majority.truncate(n / 2 + 1);
+    majority.sort();
+    majority
 }
 
 pub struct Nemesis {
