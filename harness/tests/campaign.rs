@@ -6,6 +6,7 @@
 //! undecided` -> unknown, `--mode broken` -> exit 3 with an error line, else valid.
 //! `campaign_smoke.rs` runs real clusters.
 
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
