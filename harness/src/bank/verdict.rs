@@ -25,7 +25,7 @@ use serde::Serialize;
 use workloads::bank::Conservation;
 
 use super::snapshots::{Collected, Problem};
-use crate::check::CheckOutcome;
+use crate::checkers::CheckOutcome;
 use crate::client::HttpClient;
 use crate::report::html::escape;
 
@@ -147,7 +147,7 @@ pub async fn transfer_log(client: &HttpClient, node_ids: &[String]) -> Result<Tr
                     got = Some(log);
                     break;
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -467,14 +467,9 @@ impl BankJudgement {
             "defective": self.defective,
             "final": self.final_state,
         });
-        CheckOutcome {
-            checker: "bank",
-            verdict: self.verdict,
-            report,
-            text: self.text(),
-            html: None,
-            fragment: Some(self.html_fragment()),
-        }
+        let mut outcome = CheckOutcome::new("bank", self.verdict, report, self.text());
+        outcome.fragment = Some(self.html_fragment());
+        outcome
     }
 }
 
