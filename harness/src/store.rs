@@ -15,6 +15,16 @@ pub struct StoreError {
     source: std::io::Error,
 }
 
+impl StoreError {
+    pub fn new(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 fn err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError { what, path, source }

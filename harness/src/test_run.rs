@@ -396,13 +396,13 @@ fn report_and_exit(
 
 /// Writes `content` to `path` whole or not at all (a temporary file renamed over it), so a
 /// full disk never leaves a torn results.json behind.
-fn write_whole(path: &Path, content: &str) -> Result<(), String> {
+fn write_whole(path: &Path, content: &str) -> Result<(), crate::store::StoreError> {
     let tmp: PathBuf = path.with_extension("tmp");
     std::fs::write(&tmp, content)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
+        .map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
-            format!("writing {}: {e}", path.display())
+            crate::store::StoreError::new("writing", path, source)
         })
 }
 

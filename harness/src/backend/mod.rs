@@ -154,7 +154,6 @@ pub fn preflight(kind: BackendKind, faults: &[FaultKind]) -> Result<(), BackendE
             .map_err(|e| BackendError::Unavailable(e.to_string())),
         BackendKind::Docker | BackendKind::Compose => {
             docker::preflight(kind == BackendKind::Compose, packet_faults)
-                .map_err(BackendError::Unavailable)
         }
     }
 }

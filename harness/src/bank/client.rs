@@ -390,4 +390,35 @@ mod tests {
             Err(SnapshotError::Failed(_))
         ));
     }
+
+    /// Nodes that check the cluster secret answer control calls only with it; the client
+    /// sends it on every one of them once given.
+    #[tokio::test]
+    async fn control_calls_carry_the_cluster_secret() {
+        use axum::http::HeaderMap;
+        let app = axum::Router::new().route(
+            "/admin/clock",
+            post(|headers: HeaderMap| async move {
+                match headers.get("x-faultline-secret").map(|v| v.as_bytes()) {
+                    Some(b"s3cret") => (StatusCode::OK, Json(serde_json::json!({}))),
+                    _ => (
+                        StatusCode::UNAUTHORIZED,
+                        Json(serde_json::json!({"error": "missing or wrong cluster secret"})),
+                    ),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let t = Duration::from_secs(2);
+        let without = HttpClient::new(&[addr]);
+        let refused = without.set_clock_offset(0, 5, t).await.unwrap_err();
+        assert!(
+            matches!(refused, RequestError::Status { status: 401, .. }),
+            "{refused}"
+        );
+        let with = HttpClient::new(&[addr]).with_secret(Some("s3cret".into()));
+        with.set_clock_offset(0, 5, t).await.unwrap();
+    }
 }

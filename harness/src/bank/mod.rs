@@ -200,13 +200,12 @@ impl Workload for BankWorkload {
             ctx.recorder.clone(),
             ctx.stats.clone(),
             ctx.node_ids.clone(),
-        )
-        .map_err(WorkloadError::Unsupported)?;
+        )?;
         let mut workers = Vec::with_capacity(ctx.concurrency);
         for slot in 0..ctx.concurrency {
             workers.push(
                 worker::BankWorker::new(slot, ctx.seed, shared.clone())
-                    .map_err(WorkloadError::Unsupported)?,
+                    .map_err(WorkloadError::Invalid)?,
             );
         }
         let clients = workers
@@ -400,7 +399,7 @@ pub fn judge_run(
                 conservation: None,
                 note: Some(why.into()),
             },
-            Err(why.into()),
+            Err(verdict::LogError::NotFetched(why)),
         )
     });
     if let Some(e) = &collected.write_error {

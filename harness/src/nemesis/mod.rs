@@ -379,7 +379,9 @@ impl Nemesis {
                 let ids = self.ids();
                 let description = clock::describe(&ids, &offsets_ms);
                 self.record(EventType::Invoke, "start-clock", &description);
-                let result = clock::apply(&*self.cluster, &offsets_ms).await;
+                let result = clock::apply(&*self.cluster, &offsets_ms)
+                    .await
+                    .map_err(|e| e.to_string());
                 ("start-clock", description, result, Active::Clock)
             }
         };
@@ -431,7 +433,9 @@ impl Nemesis {
                 (
                     "stop-clock",
                     "every offset 0".to_string(),
-                    clock::apply(&*self.cluster, &zeros).await,
+                    clock::apply(&*self.cluster, &zeros)
+                        .await
+                        .map_err(|e| e.to_string()),
                 )
             }
         };

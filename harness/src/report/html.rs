@@ -137,7 +137,11 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     match plot::throughput_svg(analysis) {
         Ok(svg) => html.push_str(&svg),
         Err(e) => {
-            let _ = write!(html, "<p>(throughput chart failed: {})</p>", escape(&e.to_string()));
+            let _ = write!(
+                html,
+                "<p>(throughput chart failed: {})</p>",
+                escape(&e.to_string())
+            );
         }
     }
 

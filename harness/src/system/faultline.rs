@@ -237,3 +237,83 @@ pub async fn find_leader(client: &HttpClient, ids: &[String]) -> Option<usize> {
     }
     best.map(|(_, i)| i)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system() -> FaultlineSystem {
+        FaultlineSystem {
+            exe: "/bin/faultline".into(),
+            mode: Mode::Active,
+            bugs: vec![Bug::DeliverUnagreed],
+            node_flags: vec!["--channels".into(), "fifo".into()],
+            secret: "0123abcd".into(),
+        }
+    }
+
+    fn sites() -> Vec<NodeSite> {
+        (1..=3)
+            .map(|i| NodeSite {
+                id: format!("n{i}"),
+                ip: format!("10.77.{i}.2").parse().unwrap(),
+                data_dir: format!("/data/n{i}").into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn node_command_names_the_node_its_peers_and_the_secret() {
+        let cmd = system().node_command(1, &sites());
+        assert_eq!(cmd.program, PathBuf::from("/bin/faultline"));
+        let args = cmd.args.join(" ");
+        assert_eq!(
+            args,
+            "node --id n2 --listen 10.77.2.2:7000 --peers n1=10.77.1.2:7000,n3=10.77.3.2:7000 \
+             --mode active --data-dir /data/n2 --bug deliver-unagreed --channels fifo"
+        );
+        assert!(cmd
+            .env
+            .contains(&(SECRET_ENV.to_string(), "0123abcd".to_string())));
+        assert_eq!(
+            system().admin_headers(),
+            vec![(SECRET_HEADER.to_string(), "0123abcd".to_string())]
+        );
+    }
+
+    #[test]
+    fn every_run_gets_its_own_secret() {
+        if std::env::var_os(SECRET_ENV).is_some() {
+            return; // the harness's own environment names one on purpose
+        }
+        let (a, b) = (FaultlineSystem::new_secret(), FaultlineSystem::new_secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn compose_nodes_must_run_the_planned_mode_and_bugs() {
+        let mut plain = system();
+        plain.node_flags.clear();
+        let env = |mode: &str, bugs: &str| -> HashMap<String, String> {
+            [
+                ("FAULTLINE_MODE".to_string(), mode.to_string()),
+                ("FAULTLINE_BUGS".to_string(), bugs.to_string()),
+            ]
+            .into()
+        };
+        assert!(plain
+            .check_external("n1", &env("active", "deliver-unagreed"))
+            .is_ok());
+        let e = plain
+            .check_external("n1", &env("passive", "deliver-unagreed"))
+            .unwrap_err();
+        assert!(e.to_string().contains("FAULTLINE_MODE=passive"), "{e}");
+        let e = plain.check_external("n1", &env("active", "")).unwrap_err();
+        assert!(e.to_string().contains("FAULTLINE_BUGS"), "{e}");
+        let e = system()
+            .check_external("n1", &env("active", "deliver-unagreed"))
+            .unwrap_err();
+        assert!(e.to_string().contains("node flags"), "{e}");
+    }
+}

@@ -83,7 +83,7 @@ impl DockerBackend {
         i: usize,
         path: &str,
         body: serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         let url = format!("http://{}{path}", self.specs[i].client_addr);
         let http = self.http.clone();
         let id = self.specs[i].id.clone();
@@ -97,15 +97,15 @@ impl DockerBackend {
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .map_err(|e| format!("{path} on {id}: {e}"))?;
+                .map_err(|e| BackendError::Failed(format!("{path} on {id}: {e}")))?;
             if resp.status().is_success() {
                 Ok(())
             } else {
-                Err(format!(
+                Err(BackendError::Failed(format!(
                     "{path} on {id}: HTTP {}: {}",
                     resp.status(),
                     resp.text().await.unwrap_or_default()
-                ))
+                )))
             }
         })
     }
@@ -123,7 +123,7 @@ pub(super) fn admin_client() -> reqwest::Client {
 /// by node id.
 pub(super) async fn find_compose_nodes(
     docker: &Docker,
-) -> Result<Vec<(String, String, HashMap<String, String>)>, String> {
+) -> Result<Vec<(String, String, HashMap<String, String>)>, BackendError> {
     let project = match std::env::var("COMPOSE_PROJECT_NAME") {
         Ok(p) if !p.is_empty() => p,
         _ => {
@@ -183,7 +183,8 @@ pub(super) async fn find_compose_nodes(
         return Err(format!(
             "--backend compose: compose project {project} has no containers labelled {NODE_LABEL}; \
              start the nodes first (docker-compose up)"
-        ));
+        )
+        .into());
     }
     nodes.sort_by_key(|n| natural_key(&n.0));
     Ok(nodes)

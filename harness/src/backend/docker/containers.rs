@@ -38,7 +38,7 @@ impl DockerBackend {
         block_on(&rt, async {
             docker.inspect_image(&image).await.map_err(|e| {
                 if is_not_found(&e) {
-                    format!("the Docker image {image} does not exist; build it with scripts/docker-image.sh")
+                    BackendError::Unavailable(format!("the Docker image {image} does not exist; build it with scripts/docker-image.sh"))
                 } else {
                     api_error(&format!("inspecting image {image}"), e)
                 }
@@ -92,7 +92,7 @@ impl DockerBackend {
             Ok(s) => s,
             Err(e) => {
                 backend.network = None;
-                return Err(BackendError::Unavailable(e));
+                return Err(e);
             }
         };
         for i in 0..count {
@@ -149,7 +149,7 @@ impl DockerBackend {
         image: &str,
         network: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<ContainerCreateBody, String> {
+    ) -> Result<ContainerCreateBody, BackendError> {
         let spec = &self.specs[i];
         let data = log_dir.join(format!("{}.data", spec.id));
         std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;

@@ -1,6 +1,7 @@
 //! The connection to the Docker daemon: connecting (with version negotiation), the
 //! backend's own small runtime, and blocking on it from synchronous backend calls.
 
+use crate::backend::BackendError;
 use std::future::Future;
 use std::time::Duration;
 
@@ -8,16 +9,16 @@ use bollard::errors::Error as DockerError;
 use bollard::Docker;
 
 /// The one-line answer when the daemon cannot be reached.
-pub(super) fn unreachable(e: impl std::fmt::Display) -> String {
-    format!(
+pub(super) fn unreachable(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable(format!(
         "the Docker daemon is not reachable ({e}); start it (`dockerd &`, or `systemctl start docker`) \
          or use --backend sandbox"
-    )
+    ))
 }
 
 /// Connects to the local daemon (`DOCKER_HOST` or `/var/run/docker.sock`) and agrees on an
 /// API version, so an older engine (e.g. 20.10, API 1.41) is spoken to in its own version.
-pub(super) async fn connect() -> Result<Docker, String> {
+pub(super) async fn connect() -> Result<Docker, BackendError> {
     let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
     let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
         .await
@@ -28,13 +29,13 @@ pub(super) async fn connect() -> Result<Docker, String> {
 }
 
 /// A small multi-thread runtime: `block_on` may be entered from several threads at once.
-pub(super) fn own_runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(super) fn own_runtime() -> Result<tokio::runtime::Runtime, BackendError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("docker-backend")
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the Docker backend's runtime: {e}"))
+        .map_err(BackendError::io("starting the Docker backend's runtime"))
 }
 
 /// Runs `f` to completion on `rt`, from whatever thread calls.
@@ -54,8 +55,8 @@ where
     }
 }
 
-pub(super) fn api_error(what: &str, e: DockerError) -> String {
-    format!("{what}: {e}")
+pub(super) fn api_error(what: &str, e: DockerError) -> BackendError {
+    BackendError::Failed(format!("{what}: {e}"))
 }
 
 /// Whether the daemon said "no such container/network".

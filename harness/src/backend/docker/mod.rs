@@ -144,7 +144,7 @@ impl DockerBackend {
         block_on(self.rt.as_ref().expect("the runtime lives until drop"), f)
     }
 
-    async fn inspect(&self, i: usize) -> Result<ContainerInspectResponse, String> {
+    async fn inspect(&self, i: usize) -> Result<ContainerInspectResponse, BackendError> {
         let name = &self.nodes[i].container;
         self.docker
             .inspect_container(name, None)
@@ -153,7 +153,7 @@ impl DockerBackend {
     }
 
     /// (running, paused, pid) of node `i`'s container.
-    fn state(&self, i: usize) -> Result<(bool, bool, i64), String> {
+    fn state(&self, i: usize) -> Result<(bool, bool, i64), BackendError> {
         let info = self.block(self.inspect(i))?;
         let state = info.state.unwrap_or_default();
         Ok((
@@ -176,7 +176,7 @@ impl Backend for DockerBackend {
         }
         let name = &self.nodes[i].container;
         self.block(self.docker.start_container(name, None))
-            .map_err(|e| api_error(&format!("starting {}", self.specs[i].id), e).into())
+            .map_err(|e| api_error(&format!("starting {}", self.specs[i].id), e))
     }
 
     fn kill(&self, i: usize) -> Result<(), BackendError> {
@@ -214,7 +214,7 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         self.block(self.docker.pause_container(&self.nodes[i].container))
-            .map_err(|e| api_error(&format!("pausing {}", self.specs[i].id), e).into())
+            .map_err(|e| api_error(&format!("pausing {}", self.specs[i].id), e))
     }
 
     fn resume(&self, i: usize) -> Result<(), BackendError> {
@@ -223,7 +223,7 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         self.block(self.docker.unpause_container(&self.nodes[i].container))
-            .map_err(|e| api_error(&format!("resuming {}", self.specs[i].id), e).into())
+            .map_err(|e| api_error(&format!("resuming {}", self.specs[i].id), e))
     }
 
     fn partition(&self, grudge: &Grudge) -> Result<(), BackendError> {
@@ -285,7 +285,7 @@ impl Backend for DockerBackend {
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), |e: String| Err(e.into()))
+        first_err.map_or(Ok(()), Err)
     }
 
     fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), BackendError> {
@@ -298,7 +298,7 @@ impl Backend for DockerBackend {
         for &src in from {
             if let Err(e) = self.install_packet_fault(src, fault) {
                 let _ = self.stop_packet_fault();
-                return Err(e.into());
+                return Err(e);
             }
         }
         Ok(())
@@ -336,7 +336,7 @@ impl Backend for DockerBackend {
             state.delayer.set(None);
             drop(state.delayer);
         }
-        first_err.map_or(Ok(()), |e: String| Err(e.into()))
+        first_err.map_or(Ok(()), Err)
     }
 
     fn teardown(&self) {

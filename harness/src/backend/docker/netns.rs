@@ -2,6 +2,7 @@
 //! `nsenter -t <pid> -n`: nftables partitions, and packet faults through a delayer whose
 //! NFQUEUE is bound in that namespace.
 
+use crate::backend::BackendError;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -42,23 +43,24 @@ pub(super) fn steer_rule(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<String> {
 /// Starts a packet delayer whose queue lives in the network namespace of process `pid`:
 /// a dedicated thread enters the namespace (setns is per thread) and starts the delayer
 /// there, whose own thread inherits the namespace.
-pub(super) fn delayer_in_netns(pid: i64, seed: u64) -> Result<PacketDelayer, String> {
+pub(super) fn delayer_in_netns(pid: i64, seed: u64) -> Result<PacketDelayer, BackendError> {
     let path = format!("/proc/{pid}/ns/net");
     std::thread::Builder::new()
         .name("netns-enter".into())
         .spawn(move || {
-            let ns = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+            let ns =
+                std::fs::File::open(&path).map_err(BackendError::io(format!("opening {path}")))?;
             use std::os::fd::AsRawFd;
             // SAFETY: a valid namespace fd; only this short-lived thread changes namespace.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "entering {path}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(BackendError::Io {
+                    what: format!("entering {path}"),
+                    source: std::io::Error::last_os_error(),
+                });
             }
-            PacketDelayer::start(seed).map_err(|e| e.to_string())
+            PacketDelayer::start(seed)
         })
-        .map_err(|e| format!("starting a thread for the packet delayer: {e}"))?
+        .map_err(BackendError::io("starting a thread for the packet delayer"))?
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
@@ -80,30 +82,30 @@ pub(super) fn find_tool(name: &str) -> Option<PathBuf> {
 
 /// Checks, before any cluster is made, that the plan can run on a Docker backend:
 /// packet faults need the host-side route (root, nft, nsenter, iptables).
-pub fn preflight(compose: bool, packet_faults: bool) -> Result<(), String> {
+pub fn preflight(compose: bool, packet_faults: bool) -> Result<(), BackendError> {
     if !packet_faults {
         return Ok(());
     }
     if compose {
-        return Err(
+        return Err(BackendError::Unsupported(
             "packet faults are not supported by the compose backend (a container cannot enter its siblings' \
              network namespaces); drop `packet` from --nemesis, or use --backend docker or sandbox"
                 .into(),
-        );
+        ));
     }
     if !nftables_usable() || find_tool("iptables").is_none() {
-        return Err(
+        return Err(BackendError::Unavailable(
             "packet faults with --backend docker need root and nft, nsenter and iptables on the host \
              (apt-get install nftables iptables util-linux); or drop `packet` from --nemesis"
                 .into(),
-        );
+        ));
     }
     Ok(())
 }
 
 impl DockerBackend {
     /// Runs an nft script in node `i`'s network namespace; a stopped node has none.
-    pub(super) fn nft_in(&self, i: usize, script: &str) -> Result<(), String> {
+    pub(super) fn nft_in(&self, i: usize, script: &str) -> Result<(), BackendError> {
         let (running, _, pid) = self.state(i)?;
         if !running || pid <= 0 {
             return Ok(());
@@ -120,7 +122,7 @@ impl DockerBackend {
         tool: &str,
         args: &[&str],
         stdin: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         let id = &self.specs[i].id;
         let mut child = Command::new(find_tool("nsenter").unwrap_or_else(|| "nsenter".into()))
             .args(["-t", &pid.to_string(), "-n", "--"])
@@ -149,7 +151,8 @@ impl DockerBackend {
             Err(format!(
                 "{tool} in {id}'s namespace failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            )
+            .into())
         }
     }
 
@@ -159,7 +162,7 @@ impl DockerBackend {
         &self,
         src: usize,
         fault: PacketFault,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         let (running, _, pid) = self.state(src)?;
         if !running || pid <= 0 {
             return Ok(()); // a stopped node sends nothing

@@ -1,6 +1,7 @@
 //! The run's internal Docker network, and the routing checks that keep test traffic on
 //! this machine: a node address must be on a directly attached network (no gateway).
 
+use crate::backend::BackendError;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -54,18 +55,18 @@ pub(super) fn route_to(addr: Ipv4Addr) -> Option<(String, u32, Ipv4Addr)> {
 /// Refuses to send test traffic to `addr` unless it is on a directly attached network
 /// (no gateway) — and, when `iface` is given, that network is the one this run made. A
 /// 10.x or 172.x address that is not is routed off the machine, which must never happen.
-pub(super) fn ensure_on_link(addr: Ipv4Addr, iface: Option<&str>) -> Result<(), String> {
+pub(super) fn ensure_on_link(addr: Ipv4Addr, iface: Option<&str>) -> Result<(), BackendError> {
     match route_to(addr) {
         Some((dev, len, gw)) if len > 0 && gw.is_unspecified() => match iface {
             Some(want) if dev != want => Err(format!(
                 "node address {addr} is routed via {dev}, not this run's bridge {want}; refusing to send test traffic there"
-            )),
+            ).into()),
             _ => Ok(()),
         },
         other => Err(format!(
             "node address {addr} is not on a directly attached network (route: {other:?}); \
              refusing to send test traffic off the machine"
-        )),
+        ).into()),
     }
 }
 
@@ -77,7 +78,7 @@ pub(super) async fn create_network(
     bridge: &str,
     run_id: &str,
     labels: &HashMap<String, String>,
-) -> Result<[u8; 3], String> {
+) -> Result<[u8; 3], BackendError> {
     let start = u32::from_str_radix(run_id, 16).unwrap_or(0) % 250;
     let mut last_err = String::new();
     for k in 0..250 {
@@ -121,7 +122,8 @@ pub(super) async fn create_network(
     Err(format!(
         "no free /24 left in {}.{}.0.0/16 for the test network ({last_err})",
         SUBNET_BASE[0], SUBNET_BASE[1]
-    ))
+    )
+    .into())
 }
 
 #[cfg(test)]
