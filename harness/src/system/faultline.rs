@@ -15,6 +15,7 @@ use workloads::{Client, Completion, Op};
 use super::{Cluster, ControlError, NodeCommand, NodeSite, System, SystemError};
 use crate::backend::NodeSpec;
 use crate::client::HttpClient;
+use crate::fault::FaultKind;
 
 /// Port every node's client API listens on (each node has its own address).
 pub const NODE_PORT: u16 = 7000;
@@ -102,6 +103,10 @@ impl System for FaultlineSystem {
                 (SECRET_ENV.into(), self.secret.clone()),
             ],
         }
+    }
+
+    fn supports(&self, _fault: FaultKind) -> Result<(), SystemError> {
+        Ok(()) // every fault, clock offsets included (`/admin/clock`)
     }
 
     fn check_external(&self, id: &str, env: &HashMap<String, String>) -> Result<(), SystemError> {
@@ -211,6 +216,33 @@ impl Cluster for FaultlineCluster {
         })
     }
 
+    /// `GET /admin/state` (`?full=1` for every key), with the cluster secret.
+    fn replica_state(
+        &self,
+        node: usize,
+        full: bool,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ControlError>> {
+        Box::pin(async move {
+            let path = if full {
+                "/admin/state?full=1"
+            } else {
+                "/admin/state"
+            };
+            let text = self
+                .http
+                .get_text(node, path, Duration::from_secs(5))
+                .await
+                .map_err(|e| ControlError::Node {
+                    node: self.ids[node].clone(),
+                    why: e.to_string(),
+                })?;
+            serde_json::from_str(&text).map_err(|e| ControlError::Node {
+                node: self.ids[node].clone(),
+                why: format!("GET {path}: bad body: {e}"),
+            })
+        })
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -315,5 +347,46 @@ mod tests {
             .check_external("n1", &env("active", "deliver-unagreed"))
             .unwrap_err();
         assert!(e.to_string().contains("node flags"), "{e}");
+    }
+
+    /// Metrics and replica state are read with the secret; a node that requires it and
+    /// does not get it answers 401, which is reported naming the node.
+    #[tokio::test]
+    async fn control_reads_name_the_node_and_carry_the_secret() {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::get;
+        let app = axum::Router::new().route(
+            "/admin/state",
+            get(|headers: HeaderMap| async move {
+                if headers.get(SECRET_HEADER).map(|v| v.as_bytes()) == Some(b"0123abcd") {
+                    (StatusCode::OK, r#"{"applied":7,"digest":"ab12"}"#)
+                } else {
+                    (StatusCode::UNAUTHORIZED, r#"{"error":"no secret"}"#)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let nodes = [NodeSpec {
+            id: "n1".into(),
+            client_addr: addr,
+        }];
+        let cluster = system().connect(&nodes);
+        let state = cluster.replica_state(0, false).await.unwrap();
+        assert_eq!(state["applied"], 7);
+        let mut wrong = system();
+        wrong.secret = "nope".into();
+        let e = wrong
+            .connect(&nodes)
+            .replica_state(0, false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("n1: ") && e.to_string().contains("401"),
+            "{e}"
+        );
+        let e = cluster.metrics(0).await.unwrap_err();
+        assert!(e.to_string().contains("404"), "{e}");
     }
 }

@@ -108,9 +108,16 @@ pub trait System: Send + Sync + Debug {
     fn node_command(&self, node: usize, cluster: &[NodeSite]) -> NodeCommand;
     /// Refuses a fault this system cannot take part in (e.g. clock offsets need a control
     /// endpoint). Called before anything starts.
+    /// The default refuses `clock`, which needs [`Cluster::set_clock`]; every other fault
+    /// is applied by the backend and needs nothing of the system.
     fn supports(&self, fault: FaultKind) -> Result<(), SystemError> {
-        let _ = fault;
-        Ok(())
+        match fault {
+            FaultKind::Clock => Err(SystemError::Unsupported(format!(
+                "--nemesis clock needs nodes whose clock can be offset; {} has no such control",
+                self.name()
+            ))),
+            _ => Ok(()),
+        }
     }
     /// For nodes something else started (docker compose): refuses one whose environment
     /// says it runs something other than what this value describes.
@@ -187,6 +194,23 @@ pub trait Cluster: Send + Sync {
             Err(ControlError::Unsupported {
                 system: "this system",
                 what: "clock offsets",
+            })
+        })
+    }
+    /// Node `node`'s own view of its replicated state, read directly from it (not through
+    /// the leader): for a replica-convergence checker after the settle phase. `full` asks
+    /// for every key, not just a summary (applied index, digest). The shape is the
+    /// system's; most systems have no such endpoint.
+    fn replica_state(
+        &self,
+        node: usize,
+        full: bool,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ControlError>> {
+        let _ = (node, full);
+        Box::pin(async {
+            Err(ControlError::Unsupported {
+                system: "this system",
+                what: "reading a replica's state",
             })
         })
     }
