@@ -484,6 +484,7 @@ pub(crate) fn test_bank(name: &str, wal: &[Record]) -> (Arc<Bank>, std::path::Pa
         config.peer_timeout,
         Arc::default(),
         None,
+        config.idle_timeout,
     )
     .unwrap();
     (Bank::open(&config, Arc::new(transport)).unwrap(), dir)
