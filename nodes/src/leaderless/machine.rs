@@ -308,6 +308,11 @@ pub struct Tempo {
     /// Batches of records handed to the driver / known durable.
     record_seq: u64,
     durable_seq: u64,
+    /// Our clock as of each record batch not yet durable, and as of the last durable one:
+    /// a frontier we ship never exceeds `durable_clock`, so `Votes` need not wait for
+    /// the disk (a restart restores at least that clock).
+    clock_at: std::collections::VecDeque<(u64, u64)>,
+    durable_clock: u64,
     /// Client answers produced since the last `ready`, and answers waiting for the
     /// records (batch number) they depend on to be durable.
     unsealed: Vec<(RequestId, Outcome)>,
@@ -362,6 +367,8 @@ impl Tempo {
             dirty: BTreeSet::new(),
             record_seq: 0,
             durable_seq: 0,
+            clock_at: std::collections::VecDeque::new(),
+            durable_clock: 0,
             unsealed: Vec::new(),
             waiting: Vec::new(),
         };
@@ -405,6 +412,7 @@ impl Tempo {
                 }
             }
         }
+        t.durable_clock = t.clock;
         Ok(t)
     }
 
@@ -904,7 +912,7 @@ impl Tempo {
 
     /// Every peer's frontier we have not shipped yet, with the commits it covers.
     fn ship_votes(&mut self) {
-        let mine = self.frontier();
+        let mine = self.frontier().min(self.durable_clock);
         for peer in self.peers.clone() {
             let base = self.sent.get(&peer).copied().unwrap_or(0);
             if mine <= base {
@@ -1002,14 +1010,22 @@ impl Machine for Tempo {
     }
 
     fn needs_durability(msg: &TempoMsg) -> bool {
-        // Everything but the pull promises something about state we hold: a proposal
-        // (our clock and attached votes), a ballot, an accepted value, a decision, or a
-        // frontier (our clock).
-        !matches!(msg, TempoMsg::VotesAck { .. })
+        // Everything but the frontier messages promises something about state we hold: a
+        // proposal (our clock and attached votes), a ballot, an accepted value, a
+        // decision. `Votes` never reach past our durable clock, and the commits they carry
+        // were decided (and made durable) by whoever decided them.
+        !matches!(msg, TempoMsg::Votes { .. } | TempoMsg::VotesAck { .. })
     }
 
     fn persisted(&mut self, mark: StableMark) {
         self.durable_seq = self.durable_seq.max(mark.index);
+        while let Some(&(seq, clock)) = self.clock_at.front() {
+            if seq > self.durable_seq {
+                break;
+            }
+            self.durable_clock = self.durable_clock.max(clock);
+            self.clock_at.pop_front();
+        }
     }
 
     fn tick(&mut self) {
@@ -1125,6 +1141,7 @@ impl Machine for Tempo {
         }
         let mark = (!records.is_empty()).then(|| {
             self.record_seq += 1;
+            self.clock_at.push_back((self.record_seq, self.clock));
             StableMark {
                 index: self.record_seq,
                 epoch: 0,
