@@ -68,13 +68,20 @@ pub struct RunArgs {
     /// Faults to inject: comma list of partition, isolate-leader, kill, kill-majority-apart
     /// (a killed majority restarts cut off from the rest), pause, packet, clock (per-node
     /// clock offsets, for --snapshot-algo clock); or all (partition, kill, pause, packet),
-    /// or none.
+    /// or none; or role-targeted scenarios (one fault at one role, resolved when it
+    /// starts): leader-kill, leader-pause, leader-isolate, leader-slow, follower-kill,
+    /// follower-pause, follower-isolate, follower-slow, minority-partition.
     #[arg(long, value_name = "LIST", default_value = "partition")]
     pub nemesis: String,
 
     /// Seconds between faults, and how long each fault is held.
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub nemesis_interval: f64,
+
+    /// Inject at most N faults, then leave the cluster healthy for the rest of the main
+    /// phase [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub fault_cycles: Option<usize>,
 
     /// Seed for the op generators and the fault schedule [default: random, printed].
     #[arg(long)]
@@ -139,6 +146,8 @@ pub struct Plan {
     pub time_limit: Duration,
     pub nemesis: Vec<FaultKind>,
     pub nemesis_interval: Duration,
+    /// `--fault-cycles`: the most faults the nemesis starts.
+    pub fault_cycles: Option<usize>,
     pub seed: u64,
     pub store: PathBuf,
     pub backend: BackendKind,
@@ -270,6 +279,7 @@ impl Plan {
             time_limit: positive_secs("time-limit", args.time_limit)?,
             nemesis,
             nemesis_interval: positive_secs("nemesis-interval", args.nemesis_interval)?,
+            fault_cycles: args.fault_cycles,
             seed: args.seed.unwrap_or_else(rand::random),
             store: args.store,
             backend: args.backend,

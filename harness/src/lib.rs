@@ -17,6 +17,7 @@
 //! - `check` — the checker stage (linearizability via the `checker` crate).
 //! - `report` — `results.json` and the self-contained `report.html`.
 //! - `progress` — the live progress line.
+//! - `telemetry` — the leader and each node's messages, requests and CPU, sampled.
 //! - `test_run` — one test from start to verdict, in that order.
 //!
 //! The generator (workloads), client, nemesis and checker meet only in `test_run`, so
@@ -32,6 +33,7 @@ pub mod nemesis;
 pub mod progress;
 pub mod report;
 pub mod sandbox;
+pub mod telemetry;
 pub mod test_run;
 pub mod worker;
 
@@ -54,7 +56,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     match plan.backend {
         cli::BackendKind::Sandbox => {
-            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
+            let packet_faults = plan.nemesis.iter().any(|k| k.needs_packet());
             if let Err(e) = sandbox::preflight(packet_faults) {
                 eprintln!("faultline run: {e}");
                 return EXIT_ERROR;
@@ -75,7 +77,7 @@ pub fn run(args: RunArgs) -> i32 {
             }
         }
         cli::BackendKind::Docker | cli::BackendKind::Compose => {
-            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
+            let packet_faults = plan.nemesis.iter().any(|k| k.needs_packet());
             let compose = plan.backend == cli::BackendKind::Compose;
             if let Err(e) = backend::docker::preflight(compose, packet_faults) {
                 eprintln!("faultline run: {e}");

@@ -247,6 +247,14 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
             }
         },
     };
+    let telemetry_path = dir.join("telemetry.jsonl");
+    let telemetry = tokio::spawn(crate::telemetry::run(
+        ids.clone(),
+        addrs.clone(),
+        clock,
+        telemetry_path.clone(),
+        stop_rx.clone(),
+    ));
     let mut nemesis = Nemesis::new(
         plan.nemesis.clone(),
         plan.nemesis_interval,
@@ -256,6 +264,9 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         recorder.clone(),
         fault.clone(),
     );
+    if let Some(faults) = plan.fault_cycles {
+        nemesis.limit_faults(faults);
+    }
     let nemesis_task = {
         let stop = stop_rx.clone();
         tokio::spawn(async move { nemesis.run(stop).await })
@@ -270,6 +281,7 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         }
     }
     let _ = stop_tx.send(true);
+    let main_end_s = clock.now_ns() as f64 / 1e9;
     let mut finished = Vec::new();
     for w in workers {
         if let Ok(w) = w.await {
@@ -281,6 +293,11 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         None => None,
     };
     let _ = nemesis_task.await;
+    match telemetry.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("faultline run: warning: telemetry: {e}"),
+        Err(e) => eprintln!("faultline run: warning: telemetry task: {e}"),
+    }
 
     // Heal everything, whatever the nemesis managed to undo itself.
     *phase.lock().unwrap() = "recovery";
@@ -406,7 +423,16 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         });
         results["files"]["snapshots"] = "snapshots.jsonl".into();
     }
-    let html = report::html::render(&run, &analysis, &outcome);
+    let faults = match report::faults::Faults::build(&analysis, &telemetry_path, &ids, main_end_s) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("faultline run: reading back {e}");
+            return EXIT_ERROR;
+        }
+    };
+    faults.add_to(&mut results);
+    results["files"]["telemetry"] = "telemetry.jsonl".into();
+    let html = report::html::render_with(&run, &analysis, &outcome, Some(&faults));
     let writes = [
         (
             "results.json",

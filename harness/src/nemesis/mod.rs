@@ -9,10 +9,12 @@
 //! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
 //! - `packet` — the userspace packet delayer (delay, jitter, loss; dup by the kernel).
 //! - `clock` — per-node clock offsets for the bank workload's `clock` snapshots.
+//! - `scenario` — one fault aimed at one role (leader, follower, minority), for compare.
 
 pub mod clock;
 pub mod grudge;
 pub mod packet;
+pub mod scenario;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,8 @@ pub enum FaultKind {
     Packet,
     /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
     Clock,
+    /// One fault aimed at one role, e.g. `leader-kill` (`scenario`).
+    Scenario(scenario::Scenario),
 }
 
 impl FaultKind {
@@ -69,6 +73,16 @@ impl FaultKind {
             Self::Pause => "pause",
             Self::Packet => "packet",
             Self::Clock => "clock",
+            Self::Scenario(s) => s.name(),
+        }
+    }
+
+    /// Whether the packet delayer must be available.
+    pub fn needs_packet(self) -> bool {
+        match self {
+            Self::Packet => true,
+            Self::Scenario(s) => s.needs_packet(),
+            _ => false,
         }
     }
 }
@@ -77,12 +91,15 @@ impl FromStr for FaultKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::NAMED
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
+        if let Some(kind) = Self::NAMED.into_iter().find(|k| k.name() == s) {
+            return Ok(kind);
+        }
+        s.parse::<scenario::Scenario>()
+            .map(Self::Scenario)
+            .map_err(|_| {
                 format!(
-                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all or none)"
+                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all, none, or a scenario: {})",
+                    scenario::Scenario::ALL.map(|k| k.name()).join(", ")
                 )
             })
     }
@@ -180,6 +197,13 @@ pub enum Planned {
     Clock {
         offsets_ms: Vec<i64>,
     },
+    /// A scenario's fault, aimed when it starts (`scenario::aim`): `pick` chooses the
+    /// follower or fallback node, `minority` is the seeded minority.
+    Aimed {
+        scenario: scenario::Scenario,
+        pick: usize,
+        minority: Vec<usize>,
+    },
 }
 
 /// Draws the fault schedule from the seed alone: the same seed, kinds and cluster size
@@ -261,6 +285,16 @@ impl Planner {
             FaultKind::Clock => Planned::Clock {
                 offsets_ms: clock::plan(n, rng),
             },
+            FaultKind::Scenario(scenario) => {
+                let pick = rng.random_range(0..1usize << 16);
+                let majority = random_majority(n, rng);
+                let minority = (0..n).filter(|i| !majority.contains(i)).collect();
+                Planned::Aimed {
+                    scenario,
+                    pick,
+                    minority,
+                }
+            }
         })
     }
 }
@@ -283,6 +317,8 @@ pub struct Nemesis {
     pub current: Arc<Mutex<String>>,
     planner: Planner,
     active: Option<Active>,
+    /// Stop after this many faults (`--fault-cycles`); the clients run on.
+    fault_limit: Option<usize>,
 }
 
 impl Nemesis {
@@ -304,12 +340,23 @@ impl Nemesis {
             current,
             planner,
             active: None,
+            fault_limit: None,
         }
+    }
+
+    /// Starts at most `faults` faults; after the last one is undone the cluster stays
+    /// healthy for the rest of the main phase.
+    pub fn limit_faults(&mut self, faults: usize) {
+        self.fault_limit = Some(faults);
     }
 
     /// Runs the schedule until `stop` turns true, then undoes whatever is in force.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) {
+        let mut started = 0usize;
         loop {
+            if self.fault_limit.is_some_and(|limit| started >= limit) {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = stop.changed() => break,
@@ -321,6 +368,7 @@ impl Nemesis {
                 break;
             };
             self.start(planned).await;
+            started += 1;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = stop.changed() => {}
@@ -449,6 +497,53 @@ impl Nemesis {
                     .await;
                 ("start-packet", description, result, Active::Packet)
             }
+            Planned::Aimed {
+                scenario,
+                pick,
+                minority,
+            } => {
+                let leadership = self.leadership().await;
+                let aim = scenario::aim(scenario, leadership, n, pick, &minority);
+                let who = format!("{} ({})", self.names(&aim.nodes), aim.role);
+                let nodes = aim.nodes;
+                match scenario.action {
+                    scenario::Action::Kill => {
+                        self.record(EventType::Invoke, "kill", &who);
+                        let targets = nodes.clone();
+                        let result = self.blocking(move |b| each(&targets, |i| b.kill(i))).await;
+                        ("kill", who, result, Active::Killed(nodes))
+                    }
+                    scenario::Action::Pause => {
+                        self.record(EventType::Invoke, "pause", &who);
+                        let targets = nodes.clone();
+                        let result = self.blocking(move |b| each(&targets, |i| b.pause(i))).await;
+                        ("pause", who, result, Active::Paused(nodes))
+                    }
+                    scenario::Action::Isolate => {
+                        let rest: Vec<usize> = (0..n).filter(|i| !nodes.contains(i)).collect();
+                        let description = format!(
+                            "{} [{}] [{}] ({})",
+                            scenario.name(),
+                            self.names(&nodes),
+                            self.names(&rest),
+                            aim.role
+                        );
+                        self.record(EventType::Invoke, "start-partition", &description);
+                        let grudge = grudge::Grudge::complete(&[nodes, rest]);
+                        let result = self.blocking(move |b| b.partition(&grudge)).await;
+                        ("start-partition", description, result, Active::Partition)
+                    }
+                    scenario::Action::Slow => {
+                        let fault = scenario::SLOW;
+                        let description = format!("{}, from {who}", fault.describe());
+                        self.record(EventType::Invoke, "start-packet", &description);
+                        let result = self
+                            .blocking(move |b| b.start_packet_fault(&nodes, fault))
+                            .await;
+                        ("start-packet", description, result, Active::Packet)
+                    }
+                }
+            }
             Planned::Clock { offsets_ms } => {
                 let ids = self.ids();
                 let description = clock::describe(&ids, &offsets_ms);
@@ -528,14 +623,28 @@ impl Nemesis {
             self.names(&nodes),
             self.names(&rest)
         );
+        // The cut is a fault window of its own (`start-partition` … `stop-partition`), so
+        // the failures of the restarted-apart phase are not mistaken for a healthy cluster.
+        let components = [nodes.clone(), rest];
+        let cut_description = format!(
+            "restarted-apart {} (killed majority restarts cut off)",
+            components
+                .iter()
+                .map(|c| format!("[{}]", self.names(c)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        self.record(EventType::Invoke, "start-partition", &cut_description);
+        let grudge = grudge::Grudge::complete(&components);
+        let cut = self.blocking(move |b| b.partition(&grudge)).await;
+        let cut_value = match &cut {
+            Ok(()) => cut_description,
+            Err(e) => format!("{cut_description}: failed: {e}"),
+        };
+        self.record(EventType::Info, "start-partition", &cut_value);
         self.record(EventType::Invoke, "restart", &value);
-        let grudge = grudge::Grudge::complete(&[nodes.clone(), rest]);
         let result = self
-            .blocking(move |b| {
-                let cut = b.partition(&grudge);
-                let started = each(&nodes, |i| b.start(i));
-                cut.and(started)
-            })
+            .blocking(move |b| cut.and(each(&nodes, |i| b.start(i))))
             .await;
         // Whatever happened, heal at the next stop (healing is idempotent); a failed
         // partition call may have restarted nothing, which the recovery phase also covers.
@@ -546,6 +655,47 @@ impl Nemesis {
         };
         self.record(EventType::Info, "restart", &value);
         *self.current.lock().unwrap() = format!("partition: restarted {value}");
+    }
+
+    /// Who leads, as a scenario needs it when its fault starts: asks every node, and
+    /// while a leader-based cluster names none (an election in progress) asks again for
+    /// up to `LEADER_WAIT`.
+    async fn leadership(&self) -> scenario::Leadership {
+        const LEADER_WAIT: Duration = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let n = self.backend.nodes().len();
+            let mut leaderless = false;
+            let mut best: Option<(u64, usize)> = None;
+            let ids = self.ids();
+            for i in 0..n {
+                let Some(status) = self.client.status(i, Duration::from_millis(300)).await else {
+                    continue;
+                };
+                leaderless |= status.get("mode").and_then(|m| m.as_str()) == Some("leaderless");
+                let term = status.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
+                let Some(index) = status
+                    .get("leader")
+                    .and_then(|l| l.as_str())
+                    .and_then(|l| ids.iter().position(|id| id == l))
+                else {
+                    continue;
+                };
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, index));
+                }
+            }
+            if let Some((_, leader)) = best {
+                return scenario::Leadership::Leader(leader);
+            }
+            if leaderless {
+                return scenario::Leadership::None;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return scenario::Leadership::Unknown;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The node most nodes name as leader, by `GET /status`, if any.
