@@ -19,6 +19,8 @@
 //! - `progress` — the live progress line.
 //! - `telemetry` — the leader and each node's messages, requests and CPU, sampled.
 //! - `test_run` — one test from start to verdict, in that order.
+//! - `compare` — `faultline compare`: modes side by side, one `faultline run` child per
+//!   mode × scenario × seed, summarised from each run's results.json.
 //!
 //! The generator (workloads), client, nemesis and checker meet only in `test_run`, so
 //! each can be replaced alone, as in Jepsen.
@@ -28,6 +30,7 @@ pub mod bank;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod history;
 pub mod nemesis;
 pub mod progress;

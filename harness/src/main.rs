@@ -22,6 +22,9 @@ enum Command {
     Check(checker::cli::CheckArgs),
     /// Run one replica node.
     Node(nodes::NodeArgs),
+    /// Compare replication modes under role-targeted faults (one `run` per mode ×
+    /// scenario × seed), side by side.
+    Compare(harness::compare::CompareArgs),
 }
 
 /// Exit code for bad usage (0–2 are verdicts).
@@ -70,6 +73,7 @@ fn main() {
             checker::cli::run(args)
         }
         Command::Node(args) => nodes::run(args),
+        Command::Compare(args) => harness::compare::run(args),
     };
     std::process::exit(code);
 }
