@@ -21,12 +21,14 @@
 //! - `test_run` — one test from start to verdict, in that order.
 //! - `compare` — `faultline compare`: modes side by side, one `faultline run` child per
 //!   mode × scenario × seed, summarised from each run's results.json.
+//! - `campaign` — `faultline campaign`: a matrix of runs, each its own `faultline run`.
 //!
 //! The generator (workloads), client, nemesis and checker meet only in `test_run`, so
 //! each can be replaced alone, as in Jepsen.
 
 pub mod backend;
 pub mod bank;
+pub mod campaign;
 pub mod check;
 pub mod cli;
 pub mod client;

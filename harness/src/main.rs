@@ -25,6 +25,9 @@ enum Command {
     /// Compare replication modes under role-targeted faults (one `run` per mode ×
     /// scenario × seed), side by side.
     Compare(harness::compare::CompareArgs),
+    /// Run a campaign file's matrix of runs, each its own `faultline run`; write
+    /// summary.json, junit.xml and index.html (`campaign merge` combines shards).
+    Campaign(harness::campaign::CampaignArgs),
 }
 
 /// Exit code for bad usage (0–2 are verdicts).
@@ -74,6 +77,7 @@ fn main() {
         }
         Command::Node(args) => nodes::run(args),
         Command::Compare(args) => harness::compare::run(args),
+        Command::Campaign(args) => harness::campaign::run(args),
     };
     std::process::exit(code);
 }
