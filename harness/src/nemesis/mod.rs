@@ -7,16 +7,13 @@
 //! plan is the backend's job (`crate::backend::Backend`).
 //!
 //! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
-//! - `packet` — the userspace packet delayer (delay, jitter, loss; dup by the kernel).
 //! - `clock` — per-node clock offsets for the bank workload's `clock` snapshots.
 //! - `scenario` — one fault aimed at one role (leader, follower, minority), for compare.
 
 pub mod clock;
 pub mod grudge;
-pub mod packet;
 pub mod scenario;
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,99 +23,11 @@ use rand::{Rng, SeedableRng};
 
 use tokio::sync::watch;
 
-use crate::backend::Backend;
-use crate::client::HttpClient;
+use crate::backend::{Backend, BackendError};
+pub use crate::fault::{parse_list, FaultKind, PacketFault, UnknownFault};
 use crate::history::{Event, EventType, Recorder};
+use crate::system::Cluster;
 use grudge::PartitionKind;
-use packet::PacketFault;
-
-/// The fault families `--nemesis` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FaultKind {
-    Partition,
-    /// Only the "isolate the current leader" partition: the fault that exposes most
-    /// leader-side bugs (a deposed leader that still answers).
-    IsolateLeader,
-    Kill,
-    /// Only kill's "majority restarted apart" shape (`Target::MajorityApart`): the fault
-    /// that exposes a node forgetting its term across restarts.
-    KillMajorityApart,
-    Pause,
-    Packet,
-    /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
-    Clock,
-    /// One fault aimed at one role, e.g. `leader-kill` (`scenario`).
-    Scenario(scenario::Scenario),
-}
-
-impl FaultKind {
-    /// What `all` means (`isolate-leader` is already one of partition's shapes).
-    pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
-    const NAMED: [FaultKind; 7] = [
-        Self::Partition,
-        Self::IsolateLeader,
-        Self::Kill,
-        Self::KillMajorityApart,
-        Self::Pause,
-        Self::Packet,
-        Self::Clock,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Partition => "partition",
-            Self::IsolateLeader => "isolate-leader",
-            Self::Kill => "kill",
-            Self::KillMajorityApart => "kill-majority-apart",
-            Self::Pause => "pause",
-            Self::Packet => "packet",
-            Self::Clock => "clock",
-            Self::Scenario(s) => s.name(),
-        }
-    }
-
-    /// Whether the packet delayer must be available.
-    pub fn needs_packet(self) -> bool {
-        match self {
-            Self::Packet => true,
-            Self::Scenario(s) => s.needs_packet(),
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for FaultKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(kind) = Self::NAMED.into_iter().find(|k| k.name() == s) {
-            return Ok(kind);
-        }
-        s.parse::<scenario::Scenario>()
-            .map(Self::Scenario)
-            .map_err(|_| {
-                format!(
-                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all, none, or a scenario: {})",
-                    scenario::Scenario::ALL.map(|k| k.name()).join(", ")
-                )
-            })
-    }
-}
-
-/// Parses `--nemesis`: a comma list of fault kinds, `all`, or `none`.
-pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, String> {
-    let mut kinds = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item {
-            "none" => {}
-            "all" => kinds.extend(FaultKind::ALL),
-            other => kinds.push(other.parse()?),
-        }
-    }
-    kinds.sort();
-    kinds.dedup();
-    Ok(kinds)
-}
 
 /// A fault that is in force and how to undo it.
 #[derive(Debug)]
@@ -311,7 +220,8 @@ fn random_majority(n: usize, rng: &mut StdRng) -> Vec<usize> {
 pub struct Nemesis {
     pub interval: Duration,
     pub backend: Arc<dyn Backend>,
-    pub client: Arc<HttpClient>,
+    /// The running system: who leads, and clock offsets.
+    pub cluster: Arc<dyn Cluster>,
     pub recorder: Recorder,
     /// What is in force now, for the progress line.
     pub current: Arc<Mutex<String>>,
@@ -327,7 +237,7 @@ impl Nemesis {
         interval: Duration,
         seed: u64,
         backend: Arc<dyn Backend>,
-        client: Arc<HttpClient>,
+        cluster: Arc<dyn Cluster>,
         recorder: Recorder,
         current: Arc<Mutex<String>>,
     ) -> Self {
@@ -335,7 +245,7 @@ impl Nemesis {
         Self {
             interval,
             backend,
-            client,
+            cluster,
             recorder,
             current,
             planner,
@@ -400,12 +310,13 @@ impl Nemesis {
     /// Runs a blocking backend call off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&dyn Backend) -> Result<T, String> + Send + 'static,
+        call: impl FnOnce(&dyn Backend) -> Result<T, BackendError> + Send + 'static,
     ) -> Result<T, String> {
         let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || call(&*backend))
-            .await
-            .map_err(|e| e.to_string())?
+        match tokio::task::spawn_blocking(move || call(&*backend)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the backend call panicked: {e}")),
+        }
     }
 
     fn ids(&self) -> Vec<String> {
@@ -529,7 +440,7 @@ impl Nemesis {
                             aim.role
                         );
                         self.record(EventType::Invoke, "start-partition", &description);
-                        let grudge = grudge::Grudge::complete(&[nodes, rest]);
+                        let grudge = crate::fault::Grudge::complete(&[nodes, rest]);
                         let result = self.blocking(move |b| b.partition(&grudge)).await;
                         ("start-partition", description, result, Active::Partition)
                     }
@@ -548,7 +459,9 @@ impl Nemesis {
                 let ids = self.ids();
                 let description = clock::describe(&ids, &offsets_ms);
                 self.record(EventType::Invoke, "start-clock", &description);
-                let result = clock::apply(&self.client, &ids, &offsets_ms).await;
+                let result = clock::apply(&*self.cluster, &offsets_ms)
+                    .await
+                    .map_err(|e| e.to_string());
                 ("start-clock", description, result, Active::Clock)
             }
         };
@@ -600,7 +513,9 @@ impl Nemesis {
                 (
                     "stop-clock",
                     "every offset 0".to_string(),
-                    clock::apply(&self.client, &ids, &zeros).await,
+                    clock::apply(&*self.cluster, &zeros)
+                        .await
+                        .map_err(|e| e.to_string()),
                 )
             }
         };
@@ -635,7 +550,7 @@ impl Nemesis {
                 .join(" ")
         );
         self.record(EventType::Invoke, "start-partition", &cut_description);
-        let grudge = grudge::Grudge::complete(&components);
+        let grudge = crate::fault::Grudge::complete(&components);
         let cut = self.blocking(move |b| b.partition(&grudge)).await;
         let cut_value = match &cut {
             Ok(()) => cut_description,
@@ -643,9 +558,8 @@ impl Nemesis {
         };
         self.record(EventType::Info, "start-partition", &cut_value);
         self.record(EventType::Invoke, "restart", &value);
-        let result = self
-            .blocking(move |b| cut.and(each(&nodes, |i| b.start(i))))
-            .await;
+        let started = self.blocking(move |b| each(&nodes, |i| b.start(i))).await;
+        let result = cut.and(started);
         // Whatever happened, heal at the next stop (healing is idempotent); a failed
         // partition call may have restarted nothing, which the recovery phase also covers.
         self.active = Some(Active::Partition);
@@ -657,39 +571,15 @@ impl Nemesis {
         *self.current.lock().unwrap() = format!("partition: restarted {value}");
     }
 
-    /// Who leads, as a scenario needs it when its fault starts: asks every node, and
-    /// while a leader-based cluster names none (an election in progress) asks again for
-    /// up to `LEADER_WAIT`.
+    /// Who leads, as a scenario needs it when its fault starts: while the cluster names
+    /// no leader (an election in progress, or a mode without one) asks again for up to
+    /// `LEADER_WAIT`, then reports none known.
     async fn leadership(&self) -> scenario::Leadership {
         const LEADER_WAIT: Duration = Duration::from_secs(1);
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let n = self.backend.nodes().len();
-            let mut leaderless = false;
-            let mut best: Option<(u64, usize)> = None;
-            let ids = self.ids();
-            for i in 0..n {
-                let Some(status) = self.client.status(i, Duration::from_millis(300)).await else {
-                    continue;
-                };
-                leaderless |= status.get("mode").and_then(|m| m.as_str()) == Some("leaderless");
-                let term = status.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
-                let Some(index) = status
-                    .get("leader")
-                    .and_then(|l| l.as_str())
-                    .and_then(|l| ids.iter().position(|id| id == l))
-                else {
-                    continue;
-                };
-                if best.is_none_or(|(t, _)| term > t) {
-                    best = Some((term, index));
-                }
-            }
-            if let Some((_, leader)) = best {
+            if let Some(leader) = self.leader().await {
                 return scenario::Leadership::Leader(leader);
-            }
-            if leaderless {
-                return scenario::Leadership::None;
             }
             if tokio::time::Instant::now() >= deadline {
                 return scenario::Leadership::Unknown;
@@ -698,24 +588,17 @@ impl Nemesis {
         }
     }
 
-    /// The node most nodes name as leader, by `GET /status`, if any.
+    /// The node the cluster says leads now, if any.
     pub async fn leader(&self) -> Option<usize> {
-        find_leader(
-            &self.client,
-            self.backend.nodes().len(),
-            &self
-                .backend
-                .nodes()
-                .iter()
-                .map(|s| s.id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .await
+        self.cluster.leader().await
     }
 }
 
 /// Applies `step` to every node, going on past failures; reports the first.
-fn each(nodes: &[usize], step: impl Fn(usize) -> Result<(), String>) -> Result<(), String> {
+fn each(
+    nodes: &[usize],
+    step: impl Fn(usize) -> Result<(), BackendError>,
+) -> Result<(), BackendError> {
     let mut first = Ok(());
     for &i in nodes {
         let result = step(i);
@@ -724,27 +607,6 @@ fn each(nodes: &[usize], step: impl Fn(usize) -> Result<(), String>) -> Result<(
         }
     }
     first
-}
-
-/// Asks every node who leads; the claim made by the node with the highest term wins.
-pub async fn find_leader(client: &HttpClient, n: usize, ids: &[String]) -> Option<usize> {
-    let mut best: Option<(u64, usize)> = None;
-    for i in 0..n {
-        let Some(status) = client.status(i, Duration::from_millis(300)).await else {
-            continue;
-        };
-        let term = status.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
-        let Some(leader) = status.get("leader").and_then(|l| l.as_str()) else {
-            continue;
-        };
-        let Some(index) = ids.iter().position(|id| id == leader) else {
-            continue;
-        };
-        if best.is_none_or(|(t, _)| term > t) {
-            best = Some((term, index));
-        }
-    }
-    best.map(|(_, i)| i)
 }
 
 #[cfg(test)]
@@ -831,7 +693,10 @@ mod tests {
             parse_list("isolate-leader").unwrap(),
             vec![FaultKind::IsolateLeader]
         );
-        assert!(parse_list("partition,flood").unwrap_err().contains("flood"));
+        assert!(parse_list("partition,flood")
+            .unwrap_err()
+            .to_string()
+            .contains("flood"));
         assert_eq!(
             parse_list("clock,packet").unwrap(),
             vec![FaultKind::Packet, FaultKind::Clock]

@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 
-use super::packet::PacketFault;
+use crate::fault::PacketFault;
 
 /// Which role a scenario hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -36,7 +36,7 @@ fn mark_leaders<Y: Ranged<ValueType = f64>>(
     chart: &mut Chart<'_, '_, Y>,
     leaders: &[(f64, Option<String>)],
     y: (f64, f64),
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let grey = RGBColor(60, 60, 60);
     for (t, leader) in leaders {
         let dashes: Vec<PathElement<(f64, f64)>> = (0..20)
@@ -56,7 +56,7 @@ fn mark_leaders<Y: Ranged<ValueType = f64>>(
                 )
             })
             .collect();
-        chart.draw_series(dashes).map_err(|e| e.to_string())?;
+        chart.draw_series(dashes).map_err(PlotError::from_drawing)?;
         let label = leader.clone().unwrap_or_else(|| "none".into());
         chart
             .draw_series(std::iter::once(Text::new(
@@ -64,7 +64,7 @@ fn mark_leaders<Y: Ranged<ValueType = f64>>(
                 (*t, y.1),
                 ("sans-serif", 11).into_font().color(&grey),
             )))
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
     }
     Ok(())
 }
@@ -100,7 +100,7 @@ fn shade<DB: DrawingBackend>(
     >,
     windows: &[Window],
     y: (f64, f64),
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     chart
         .draw_series(windows.iter().map(|w| {
             Rectangle::new(
@@ -108,8 +108,19 @@ fn shade<DB: DrawingBackend>(
                 fault_colour(&w.fault).mix(0.12).filled(),
             )
         }))
-        .map_err(|e| e.to_string())?;
+        .map_err(PlotError::from_drawing)?;
     Ok(())
+}
+
+/// Why a chart could not be drawn (plotters' drawing errors, as text).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("drawing the chart: {0}")]
+pub struct PlotError(pub String);
+
+impl PlotError {
+    fn from_drawing(e: impl std::fmt::Display) -> Self {
+        Self(e.to_string())
+    }
 }
 
 /// Latency scatter of one op type `f`: x = completion time (s), y = latency (ms, log).
@@ -117,7 +128,7 @@ pub fn latency_svg(
     analysis: &Analysis,
     f: &str,
     leaders: &[(f64, Option<String>)],
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let points: Vec<(f64, f64, Outcome)> = analysis
         .ops
         .iter()
@@ -135,7 +146,7 @@ pub fn latency_svg(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!("{f}: latency by invocation time"),
@@ -145,13 +156,13 @@ pub fn latency_svg(
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(0f64..end, (0.01f64..max_ms).log_scale())
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         chart
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc("latency (ms)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         shade(&mut chart, &analysis.windows, (0.01, max_ms))?;
         mark_leaders(&mut chart, leaders, (0.01, max_ms))?;
         for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
@@ -163,9 +174,9 @@ pub fn latency_svg(
                         .filter(|p| p.2 == outcome)
                         .map(|p| Circle::new((p.0, p.1), 2, colour.mix(0.7).filled())),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(PlotError::from_drawing)?;
         }
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(PlotError::from_drawing)?;
     }
     Ok(svg)
 }
@@ -174,7 +185,7 @@ pub fn latency_svg(
 pub fn throughput_svg(
     analysis: &Analysis,
     leaders: &[(f64, Option<String>)],
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let bucket = windows::BUCKET_S;
     let series = windows::rate_series(&analysis.ops, analysis.end_s.max(bucket), bucket);
     let max = series
@@ -187,7 +198,7 @@ pub fn throughput_svg(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 "throughput (completions per second, 100-ms buckets)",
@@ -197,13 +208,13 @@ pub fn throughput_svg(
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(0f64..end, 0f64..max)
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         chart
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc("ops/s")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         shade(&mut chart, &analysis.windows, (0.0, max))?;
         mark_leaders(&mut chart, leaders, (0.0, max))?;
         for (outcome, rates) in &series {
@@ -216,9 +227,9 @@ pub fn throughput_svg(
                         .map(|(i, &r)| ((i as f64 + 0.5) * bucket, r)),
                     colour.stroke_width(1),
                 ))
-                .map_err(|e| e.to_string())?;
+                .map_err(PlotError::from_drawing)?;
         }
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(PlotError::from_drawing)?;
     }
     Ok(svg)
 }
@@ -231,7 +242,7 @@ fn lines_svg(
     lines: Vec<(String, Vec<(f64, f64)>)>,
     leaders: &[(f64, Option<String>)],
     log: bool,
-) -> Result<(String, Vec<(String, RGBColor)>), String> {
+) -> Result<(String, Vec<(String, RGBColor)>), PlotError> {
     let max = lines
         .iter()
         .flat_map(|(_, p)| p.iter().map(|p| p.1))
@@ -246,7 +257,7 @@ fn lines_svg(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
         let builder = |root| {
             let mut b = ChartBuilder::on(root);
             b.caption(caption, ("sans-serif", 16))
@@ -263,7 +274,7 @@ fn lines_svg(
                     .x_desc("time (s)")
                     .y_desc(y_desc)
                     .draw()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PlotError::from_drawing)?;
                 shade(&mut chart, &analysis.windows, ($lo, max))?;
                 mark_leaders(&mut chart, leaders, ($lo, max))?;
                 for ((_, points), (_, colour)) in lines.iter().zip(&legend) {
@@ -272,7 +283,7 @@ fn lines_svg(
                             points.iter().map(|&(x, y)| (x, y.max($lo))),
                             colour.stroke_width(1),
                         ))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(PlotError::from_drawing)?;
                 }
             }};
         }
@@ -280,18 +291,18 @@ fn lines_svg(
             draw!(
                 builder(&root)
                     .build_cartesian_2d(0f64..end, (0.1f64..max).log_scale())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(PlotError::from_drawing)?,
                 0.1
             );
         } else {
             draw!(
                 builder(&root)
                     .build_cartesian_2d(0f64..end, 0f64..max)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(PlotError::from_drawing)?,
                 0.0
             );
         }
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(PlotError::from_drawing)?;
     }
     Ok((svg, legend))
 }
@@ -305,7 +316,7 @@ const QUANTILE_BUCKET_S: f64 = 0.5;
 pub fn latency_quantiles_svg(
     analysis: &Analysis,
     leaders: &[(f64, Option<String>)],
-) -> Result<(String, Vec<(String, RGBColor)>), String> {
+) -> Result<(String, Vec<(String, RGBColor)>), PlotError> {
     let mut fs: Vec<&str> = analysis.ops.iter().map(|o| o.f.as_str()).collect();
     fs.sort();
     fs.dedup();
@@ -351,7 +362,7 @@ pub fn latency_quantiles_svg(
 pub fn rate_svg(
     analysis: &Analysis,
     leaders: &[(f64, Option<String>)],
-) -> Result<(String, Vec<(String, RGBColor)>), String> {
+) -> Result<(String, Vec<(String, RGBColor)>), PlotError> {
     let n = ((analysis.end_s / QUANTILE_BUCKET_S).ceil() as usize).max(1);
     let mut counts: std::collections::BTreeMap<(String, Outcome), Vec<f64>> =
         std::collections::BTreeMap::new();
