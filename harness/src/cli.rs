@@ -80,6 +80,11 @@ pub struct RunArgs {
     )]
     pub nemesis_interval: f64,
 
+    /// Inject at most N faults, then leave the cluster healthy for the rest of the main
+    /// phase [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub fault_cycles: Option<usize>,
+
     /// Seed for the op generators and the fault schedule [default: random, printed].
     #[arg(long)]
     pub seed: Option<u64>,

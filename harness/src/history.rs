@@ -313,6 +313,11 @@ impl Recorder {
 
     /// Stamps `event` with the current time and appends it; returns the time. After the
     /// history is closed (finished, or writing failed) the event is dropped.
+    /// The clock this recorder stamps events with (for samplers that must share it).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     pub fn record(&self, mut event: Event) -> u64 {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         event.time = self.clock.now_ns();

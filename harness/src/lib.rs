@@ -21,7 +21,9 @@
 //! process), `history` (the streaming recorder), `store` (results folders), `report`
 //! (`results.json`, `report.html`), `progress` (the live line) and `test_run` (the
 //! pipeline: calls the parts' phases in order, knowing none of them).
-//! `campaign` runs a matrix of tests, each its own `faultline run` process.
+//! `campaign` runs a matrix of tests, each its own `faultline run` process; `compare`
+//! runs modes side by side under role-targeted faults the same way, from each run's
+//! `telemetry` (leader, messages, CPU sampled) and per-fault-window figures.
 
 pub mod backend;
 pub mod bank;
@@ -29,6 +31,7 @@ pub mod campaign;
 pub mod checkers;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod fault;
 pub mod history;
 pub mod nemesis;
@@ -38,6 +41,7 @@ pub mod report;
 pub mod sandbox;
 pub mod store;
 pub mod system;
+pub mod telemetry;
 pub mod test_run;
 pub mod worker;
 pub mod workload;

@@ -65,6 +65,8 @@ pub struct Plan {
     pub time_limit: Duration,
     pub nemesis: Vec<FaultKind>,
     pub nemesis_interval: Duration,
+    /// `--fault-cycles`: the most faults the nemesis starts.
+    pub fault_cycles: Option<usize>,
     pub seed: u64,
     pub store: PathBuf,
     pub backend: BackendKind,
@@ -257,6 +259,7 @@ impl Plan {
             time_limit,
             nemesis,
             nemesis_interval,
+            fault_cycles: args.fault_cycles,
             seed: args.seed.unwrap_or_else(rand::random),
             store: args.store,
             backend: args.backend,

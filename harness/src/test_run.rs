@@ -136,6 +136,16 @@ async fn run_async(plan: Plan) -> i32 {
             return fail(e);
         }
     };
+    let node_ids: Vec<String> = backend.nodes().iter().map(|s| s.id.clone()).collect();
+    let clock = recorder.clock();
+    let telemetry_path = dir.join("telemetry.jsonl");
+    let telemetry = tokio::spawn(crate::telemetry::run(
+        node_ids.clone(),
+        backend.nodes().iter().map(|s| s.client_addr).collect(),
+        clock,
+        telemetry_path,
+        stop_rx.clone(),
+    ));
     let mut nemesis = Nemesis::new(
         plan.nemesis.clone(),
         plan.nemesis_interval,
@@ -145,6 +155,9 @@ async fn run_async(plan: Plan) -> i32 {
         recorder.clone(),
         fault.clone(),
     );
+    if let Some(faults) = plan.fault_cycles {
+        nemesis.limit_faults(faults);
+    }
     let nemesis_task = tokio::spawn(async move { nemesis.run(stop_rx).await });
 
     // The main phase.
@@ -156,8 +169,14 @@ async fn run_async(plan: Plan) -> i32 {
         }
     }
     stop.now(None);
+    let main_end_s = clock.now_ns() as f64 / 1e9;
     workload.stop().await;
     let _ = nemesis_task.await;
+    match telemetry.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("faultline run: warning: telemetry: {e}"),
+        Err(e) => eprintln!("faultline run: warning: telemetry task: {e}"),
+    }
 
     *phase.lock().unwrap() = "recovery";
     *fault.lock().unwrap() = "none (healed)".into();
@@ -201,7 +220,18 @@ async fn run_async(plan: Plan) -> i32 {
     }
     let verdict = checkers::combine(&outcomes);
     let run = run_info(&plan, started, wall, cut_short.clone());
-    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall)
+    let sampled = Sampled {
+        node_ids,
+        main_end_s,
+    };
+    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall, &sampled)
+}
+
+/// What the report needs beyond the history: the node ids and when the main phase ended
+/// (telemetry.jsonl is read back from the results folder).
+struct Sampled {
+    node_ids: Vec<String>,
+    main_end_s: f64,
 }
 
 /// Prints `e` as the run's one error line; returns the error exit code.
@@ -347,18 +377,31 @@ fn report_and_exit(
     verdict: Verdict,
     outcomes: &[CheckOutcome],
     wall: Instant,
+    sampled: &Sampled,
 ) -> i32 {
     let history = dir.join("history.jsonl");
     let analysis = match Analysis::read(&history) {
         Ok(a) => a,
         Err(e) => return fail(format!("reading back {e}")),
     };
-    let results = report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    let mut results =
+        report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    let faults = match report::faults::Faults::build(
+        &analysis,
+        &dir.join("telemetry.jsonl"),
+        &sampled.node_ids,
+        sampled.main_end_s,
+    ) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("reading back {e}")),
+    };
+    faults.add_to(&mut results);
+    results["files"]["telemetry"] = "telemetry.jsonl".into();
     let results_written = write_whole(
         &dir.join("results.json"),
         &(serde_json::to_string_pretty(&results).unwrap_or_default() + "\n"),
     );
-    let html = report::html::render(run, &analysis, verdict, outcomes);
+    let html = report::html::render_with(run, &analysis, verdict, outcomes, Some(&faults));
     let report_path = dir.join("report.html");
     if let Err(e) = write_whole(&report_path, &html) {
         eprintln!("faultline run: warning: {e}; results.json has the verdict");

@@ -159,7 +159,7 @@ pub fn preflight(kind: BackendKind, faults: &[FaultKind]) -> Result<(), BackendE
     for &fault in faults {
         kind.supports(fault)?;
     }
-    let packet_faults = faults.contains(&FaultKind::Packet);
+    let packet_faults = faults.iter().any(|k| k.needs_packet());
     match kind {
         BackendKind::Sandbox => crate::sandbox::preflight(packet_faults)
             .map_err(|e| BackendError::Unavailable(e.to_string())),

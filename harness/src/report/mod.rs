@@ -4,10 +4,14 @@
 //! - `analysis` — pairs invocations with completions, finds nemesis windows, counts.
 //! - `plot` — SVG charts (latency scatter per op type, throughput) via plotters.
 //! - `html` — the self-contained `report.html`.
+//! - `windows` — per-fault-window arithmetic (gap, recovery, latency, availability).
+//! - `faults` — the windows, leader timeline and cost as results.json and report show them.
 
 pub mod analysis;
+pub mod faults;
 pub mod html;
 pub mod plot;
+pub mod windows;
 
 use serde::Serialize;
 
