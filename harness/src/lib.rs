@@ -27,6 +27,7 @@ pub mod bank;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod etcd;
 pub mod history;
 pub mod nemesis;
 pub mod progress;
