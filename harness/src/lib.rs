@@ -18,12 +18,14 @@
 //! - `report` — `results.json` and the self-contained `report.html`.
 //! - `progress` — the live progress line.
 //! - `test_run` — one test from start to verdict, in that order.
+//! - `campaign` — `faultline campaign`: a matrix of runs, each its own `faultline run`.
 //!
 //! The generator (workloads), client, nemesis and checker meet only in `test_run`, so
 //! each can be replaced alone, as in Jepsen.
 
 pub mod backend;
 pub mod bank;
+pub mod campaign;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -22,6 +22,9 @@ enum Command {
     Check(checker::cli::CheckArgs),
     /// Run one replica node.
     Node(nodes::NodeArgs),
+    /// Run a campaign file's matrix of runs, each its own `faultline run`; write
+    /// summary.json, junit.xml and index.html (`campaign merge` combines shards).
+    Campaign(harness::campaign::CampaignArgs),
 }
 
 /// Exit code for bad usage (0–2 are verdicts).
@@ -70,6 +73,7 @@ fn main() {
             checker::cli::run(args)
         }
         Command::Node(args) => nodes::run(args),
+        Command::Campaign(args) => harness::campaign::run(args),
     };
     std::process::exit(code);
 }

@@ -31,7 +31,7 @@ use crate::bugs::{Bug, Bugs};
 use crate::command::{NodeId, Outcome, Request, RequestId};
 use crate::disk::HardState;
 use crate::log::{Entry, Log, StableMark};
-use crate::machine::{Machine, Ready, Rejection, Status, Timing};
+use crate::machine::{Machine, MsgKind, Ready, Rejection, Status, Timing};
 use crate::progress::Progress;
 use crate::quorum::{majority, majority_index};
 use crate::store::Store;
@@ -73,6 +73,30 @@ pub enum VrMsg {
         entries: Vec<Entry>,
         commit: u64,
     },
+}
+
+/// [`VrMsg`]'s variants without their fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrKind {
+    Request,
+    RequestAck,
+    Prepare,
+    PrepareOk,
+    StartViewChange,
+    DoViewChange,
+}
+
+impl MsgKind for VrKind {
+    fn name(self) -> &'static str {
+        match self {
+            VrKind::Request => "request",
+            VrKind::RequestAck => "request_ack",
+            VrKind::Prepare => "prepare",
+            VrKind::PrepareOk => "prepare_ok",
+            VrKind::StartViewChange => "start_view_change",
+            VrKind::DoViewChange => "do_view_change",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,10 +323,7 @@ impl Vr {
         }
         // A no-op of the new view: only current-view ops commit by counting, and this
         // one carries the inherited ones with it.
-        self.log.append(Entry {
-            term: self.view,
-            req: None,
-        });
+        self.log.append(Entry::noop(self.view));
         self.drop_logged_from_pending();
         self.heartbeat_due = self.now;
     }
@@ -334,10 +355,7 @@ impl Vr {
             .collect();
         batch.sort_by(|a, b| (&a.id.node, a.id.n).cmp(&(&b.id.node, b.id.n)));
         for req in batch {
-            self.log.append(Entry {
-                term: self.view,
-                req: Some(req),
-            });
+            self.log.append(Entry::request(self.view, req));
         }
     }
 
@@ -392,7 +410,9 @@ impl Vr {
         if !self.executed.insert(req.id.clone()) {
             return;
         }
-        let outcome = self.store.apply(&req.cmd);
+        // Every replica executes, each with its own random source: a roll without a
+        // pre-drawn value sets a different value on each (the active scheme's lesson).
+        let outcome = self.store.apply(&req.cmd, &mut self.rng);
         let id = req.id.clone();
         self.pending.remove(&id);
         if id.node == self.id {
@@ -518,14 +538,16 @@ impl Vr {
 impl Machine for Vr {
     type Msg = VrMsg;
 
-    fn kind(msg: &VrMsg) -> &'static str {
+    type Kind = VrKind;
+
+    fn kind(msg: &VrMsg) -> VrKind {
         match msg {
-            VrMsg::Request { .. } => "request",
-            VrMsg::RequestAck => "request_ack",
-            VrMsg::Prepare { .. } => "prepare",
-            VrMsg::PrepareOk { .. } => "prepare_ok",
-            VrMsg::StartViewChange { .. } => "start_view_change",
-            VrMsg::DoViewChange { .. } => "do_view_change",
+            VrMsg::Request { .. } => VrKind::Request,
+            VrMsg::RequestAck => VrKind::RequestAck,
+            VrMsg::Prepare { .. } => VrKind::Prepare,
+            VrMsg::PrepareOk { .. } => VrKind::PrepareOk,
+            VrMsg::StartViewChange { .. } => VrKind::StartViewChange,
+            VrMsg::DoViewChange { .. } => VrKind::DoViewChange,
         }
     }
 
@@ -710,6 +732,10 @@ impl Machine for Vr {
         }
     }
 
+    fn applied_state(&self) -> (u64, &Store) {
+        (self.applied, &self.store)
+    }
+
     fn status(&self) -> Status {
         let role = match (self.phase, self.is_primary()) {
             (Phase::ViewChange, _) => "view-change",
@@ -859,6 +885,54 @@ mod tests {
         net.run(3);
         assert_eq!(net.answered(1), None);
         assert_eq!(net.nodes["n1"].store.get("k"), None);
+    }
+
+    fn roll(node: &str, n: u64, key: &str, drawn: Option<i64>) -> Request {
+        Request {
+            id: RequestId {
+                node: node.into(),
+                n,
+            },
+            cmd: Command {
+                op: Op::Roll {
+                    key: key.into(),
+                    drawn,
+                },
+                client: None,
+                seq: None,
+            },
+        }
+    }
+
+    /// Every replica executes every roll with its own random source: the replicas'
+    /// states diverge though they executed one order; a value drawn in advance and
+    /// ordered with the request (`--deterministic-roll`) keeps them equal.
+    #[test]
+    fn rolls_diverge_across_replicas_unless_pre_drawn() {
+        for drawn in [false, true] {
+            let mut net = cluster(3, Bugs::default());
+            net.run(5);
+            for k in 0..6u64 {
+                let node = ["n1", "n2", "n3"][k as usize % 3];
+                let pre = drawn.then_some(k as i64 * 1000 + 7);
+                net.node(node)
+                    .client(roll(node, k, &format!("k{k}"), pre))
+                    .unwrap();
+            }
+            net.run(10);
+            let states: Vec<(u64, String)> = net
+                .nodes
+                .values()
+                .map(|r| (r.applied, r.store.digest()))
+                .collect();
+            assert!(states.iter().all(|s| s.0 == states[0].0), "{states:?}");
+            let converged = states.iter().all(|s| s.1 == states[0].1);
+            assert_eq!(converged, drawn, "pre-drawn {drawn}: {states:?}");
+            for r in net.nodes.values() {
+                assert_eq!(r.store.len(), 6);
+                assert!(r.store.executions() >= 6);
+            }
+        }
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! Every error body is `{"error": "...", "definite": bool}`: `definite: true` means this
 //! request was certainly not applied (the harness may record `fail`); `false` means it
 //! may or may not have been (record `info`). README.md lists each case.
+//!
+//! The client routes (`/kv/*`, `/status`, `/metrics`) are open; the peer routes
+//! (`/peer/*`) and `/admin/*` need the cluster secret when the node has one
+//! (`http::require_secret`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::command::{Command, NodeId, Op, Outcome, Request, RequestId, Value};
 use crate::config::Config;
 use crate::driver::{ClientResult, Event, Replier};
+use crate::http::{error, parse_body, require_secret, BadRequest, Secret};
 use crate::machine::{Machine, Rejection, Status};
 use crate::metrics::Direction;
 use crate::transport::{self, Envelope, Transport};
@@ -32,35 +37,35 @@ const MAX_KEY_LEN: usize = 256;
 
 pub struct Node<M: Machine> {
     pub config: Arc<Config>,
-    pub events: mpsc::Sender<Event<M::Msg>>,
+    pub events: mpsc::Sender<Event<M::Msg, M::Kind>>,
     pub transport: Arc<Transport>,
     pub status: watch::Receiver<Status>,
     /// Request ids start at the wall clock in ns so a restarted node never reuses one.
     pub next_request: AtomicU64,
 }
 
+/// The kv node's routes: client routes open, peer and admin routes behind the cluster
+/// secret.
 pub fn router<M: Machine>(node: Arc<Node<M>>) -> Router {
     let limit = node.config.max_body_bytes;
-    Router::new()
-        .route("/kv/{key}", get(get_kv::<M>).put(put_kv::<M>))
-        .route("/kv/{key}/cas", post(cas_kv::<M>))
-        .route("/status", get(status::<M>))
-        .route("/metrics", get(metrics::<M>))
+    let secret = Secret(node.config.cluster_secret.as_deref().map(Arc::from));
+    let guarded = Router::new()
         .route("/peer/message", post(peer_message::<M>))
         .route(transport::STREAM_PATH, post(peer_stream::<M>))
         .route("/admin/isolate", post(isolate::<M>))
         .route("/admin/heal", post(heal::<M>))
+        .route("/admin/state", get(admin_state::<M>))
+        .route_layer(axum::middleware::from_fn_with_state(secret, require_secret));
+    Router::new()
+        .route("/kv/{key}", get(get_kv::<M>).put(put_kv::<M>))
+        .route("/kv/{key}/cas", post(cas_kv::<M>))
+        .route("/kv/{key}/roll", post(roll_kv::<M>))
+        .route("/status", get(status::<M>))
+        .route("/metrics", get(metrics::<M>))
+        .merge(guarded)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", true) })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node)
-}
-
-fn error(code: StatusCode, msg: impl Into<String>, definite: bool) -> Response {
-    (
-        code,
-        Json(json!({"error": msg.into(), "definite": definite})),
-    )
-        .into_response()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,45 +89,42 @@ struct CasBody {
     seq: Option<u64>,
 }
 
-/// A request refused before it reached the protocol: definitely not applied.
-struct BadRequest(StatusCode, String);
-
-impl IntoResponse for BadRequest {
-    fn into_response(self) -> Response {
-        error(self.0, self.1, true)
-    }
+/// A roll's body: only the session, which may be left out (so may the whole body).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
-/// Parses a JSON body, turning every way it can be wrong into a 4xx with a message.
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, BadRequest> {
-    let bytes = body.map_err(|r| BadRequest(r.status(), r.body_text()))?;
-    // serde would also take a JSON array for a struct; only objects are meant.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        let msg = "body must be a JSON object".to_string();
-        return Err(BadRequest(StatusCode::BAD_REQUEST, msg));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| BadRequest(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
-}
-
-fn check_key(key: &str) -> Result<(), BadRequest> {
+/// The key from the path, decoded; refused (400, definite) if not UTF-8, empty, longer
+/// than 256 bytes, or `.` / `..` (a URL cannot name those segments: clients and
+/// forwarding nodes normalise them away).
+fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, BadRequest> {
+    let Path(key) =
+        path.map_err(|r| BadRequest::new(format!("bad key in path: {}", r.body_text())))?;
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         let msg = format!("key must be 1 to {MAX_KEY_LEN} bytes");
-        return Err(BadRequest(StatusCode::BAD_REQUEST, msg));
+        return Err(BadRequest::new(msg));
     }
-    Ok(())
+    if key == "." || key == ".." {
+        let msg = format!("key {key:?} cannot be addressed in a URL");
+        return Err(BadRequest::new(msg));
+    }
+    Ok(key)
 }
 
 async fn get_kv<M: Machine>(
     State(node): State<Arc<Node<M>>>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_key(&key) {
-        return r.into_response();
-    }
+    let key = match key_of(path) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
     let cmd = Command {
         op: Op::Get { key },
         client: None,
@@ -133,15 +135,13 @@ async fn get_kv<M: Machine>(
 
 async fn put_kv<M: Machine>(
     State(node): State<Arc<Node<M>>>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = check_key(&key) {
-        return r.into_response();
-    }
-    let body: PutBody = match parse_body(body) {
-        Ok(b) => b,
+    let parsed = key_of(path).and_then(|k| Ok((k, parse_body::<PutBody>(body, None)?)));
+    let (key, body) = match parsed {
+        Ok(kb) => kb,
         Err(r) => return r.into_response(),
     };
     let cmd = Command {
@@ -157,15 +157,13 @@ async fn put_kv<M: Machine>(
 
 async fn cas_kv<M: Machine>(
     State(node): State<Arc<Node<M>>>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = check_key(&key) {
-        return r.into_response();
-    }
-    let body: CasBody = match parse_body(body) {
-        Ok(b) => b,
+    let parsed = key_of(path).and_then(|k| Ok((k, parse_body::<CasBody>(body, None)?)));
+    let (key, body) = match parsed {
+        Ok(kb) => kb,
         Err(r) => return r.into_response(),
     };
     let cmd = Command {
@@ -180,17 +178,79 @@ async fn cas_kv<M: Machine>(
     node.client_op(cmd, &headers).await
 }
 
-fn op_name(op: &Op) -> &'static str {
-    match op {
-        Op::Get { .. } => "get",
-        Op::Put { .. } => "put",
-        Op::Cas { .. } => "cas",
+/// `POST /kv/{key}/roll`: sets the key to a random integer in [0, 10^9) and answers
+/// `{"ok": true, "value": N}`. Who draws N is the replication scheme's business (see
+/// `store`); with `--deterministic-roll` this node draws it now and it travels with the
+/// request, so every replica that executes it sets N.
+async fn roll_kv<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = key_of(path)
+        .and_then(|k| Ok((k, parse_body::<RollBody>(body, Some(RollBody::default()))?)));
+    let (key, body) = match parsed {
+        Ok(kb) => kb,
+        Err(r) => return r.into_response(),
+    };
+    let drawn = node
+        .config
+        .deterministic_roll
+        .then(|| crate::store::draw_roll(&mut rand::rng()));
+    let cmd = Command {
+        op: Op::Roll { key, drawn },
+        client: body.client,
+        seq: body.seq,
+    };
+    node.client_op(cmd, &headers).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    #[serde(default)]
+    dump: Option<String>,
+}
+
+/// `GET /admin/state[?dump=1]`: this replica's applied index and a digest of its state
+/// (with every key's value when `dump` is 1 or true). Read-only; answered by the
+/// protocol loop between batches, with no coordination with other replicas.
+async fn admin_state<M: Machine>(
+    State(node): State<Arc<Node<M>>>,
+    query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let dump = match query.as_ref().map(|q| q.dump.as_deref()) {
+        Ok(None | Some("0" | "false")) => false,
+        Ok(Some("1" | "true")) => true,
+        Ok(Some(other)) => {
+            let msg = format!("dump={other}: expected 1, true, 0 or false");
+            return error(StatusCode::BAD_REQUEST, msg, true);
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text(), true),
+    };
+    let (done, wait) = oneshot::channel();
+    if node.events.send(Event::State { dump, done }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "node is stopping", true);
+    }
+    match tokio::time::timeout(node.config.request_timeout, wait).await {
+        Ok(Ok(report)) => {
+            let mut body = serde_json::to_value(&report).unwrap_or_default();
+            body["id"] = json!(node.config.id);
+            body["mode"] = json!(node.config.mode.name());
+            Json(body).into_response()
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "protocol loop did not answer in time",
+            true,
+        ),
     }
 }
 
 impl<M: Machine> Node<M> {
     async fn client_op(&self, cmd: Command, headers: &HeaderMap) -> Response {
-        let op = op_name(&cmd.op);
+        let op = cmd.op.name();
         let (label, resp) = self.execute(cmd, headers).await;
         self.transport.metrics.client(op, label);
         resp
@@ -316,20 +376,51 @@ impl<M: Machine> Node<M> {
             );
         }
         let client = &self.transport.client;
-        let builder = match cmd.op {
-            Op::Get { key } => client.get(format!("{base}/kv/{key}")),
-            Op::Put { key, value } => client.put(format!("{base}/kv/{key}")).json(&PutBody {
-                value,
-                client: cmd.client,
-                seq: cmd.seq,
+        // The key is one path segment, percent-encoded ('/', '?', '%', '#', spaces,
+        // non-ASCII...), so the leader decodes exactly the key the client sent.
+        let url = |key: &str, suffix: Option<&str>| -> Result<reqwest::Url, String> {
+            let mut url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
+            url.path_segments_mut()
+                .map_err(|()| format!("{base} cannot be a base URL"))?
+                .pop_if_empty()
+                .push("kv")
+                .push(key)
+                .extend(suffix);
+            Ok(url)
+        };
+        let built = match cmd.op {
+            Op::Get { key } => url(&key, None).map(|u| client.get(u)),
+            Op::Put { key, value } => url(&key, None).map(|u| {
+                client.put(u).json(&PutBody {
+                    value,
+                    client: cmd.client,
+                    seq: cmd.seq,
+                })
             }),
-            Op::Cas { key, from, to } => {
-                client.post(format!("{base}/kv/{key}/cas")).json(&CasBody {
+            Op::Cas { key, from, to } => url(&key, Some("cas")).map(|u| {
+                client.post(u).json(&CasBody {
                     from,
                     to,
                     client: cmd.client,
                     seq: cmd.seq,
                 })
+            }),
+            // A pre-drawn value is not part of the client API: the leader draws again.
+            Op::Roll { key, .. } => url(&key, Some("roll")).map(|u| {
+                client.post(u).json(&RollBody {
+                    client: cmd.client,
+                    seq: cmd.seq,
+                })
+            }),
+        };
+        let builder = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("cannot address leader {leader}: {e}");
+                return (
+                    "forward_failed",
+                    error(StatusCode::SERVICE_UNAVAILABLE, msg, true),
+                );
             }
         };
         // The leader may wait up to the request timeout; allow for that plus the hop.
@@ -393,6 +484,10 @@ fn outcome_response(outcome: Outcome) -> (&'static str, Response) {
     match outcome {
         Outcome::Value(v) => ("ok", Json(json!({ "value": v })).into_response()),
         Outcome::Written => ("ok", Json(json!({ "ok": true })).into_response()),
+        Outcome::Rolled { value } => (
+            "ok",
+            Json(json!({ "ok": true, "value": value })).into_response(),
+        ),
         Outcome::CasMismatch { current } => (
             "cas_mismatch",
             (
@@ -463,7 +558,7 @@ async fn peer_message<M: Machine>(
     State(node): State<Arc<Node<M>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let env: Envelope<M::Msg> = match parse_body(body) {
+    let env: Envelope<M::Msg> = match parse_body(body, None) {
         Ok(e) => e,
         Err(r) => return r.into_response(),
     };
@@ -482,7 +577,7 @@ async fn peer_message<M: Machine>(
         );
     }
     let metrics = &node.transport.metrics;
-    metrics.message(&env.from, M::kind(&env.msg), Direction::Received);
+    metrics.message(&env.from, M::kind_name(&env.msg), Direction::Received);
     let (reply, wait) = oneshot::channel();
     let from = env.from.clone();
     let event = Event::Peer {
@@ -496,7 +591,7 @@ async fn peer_message<M: Machine>(
     match tokio::time::timeout(node.config.peer_timeout, wait).await {
         Ok(Ok(reply)) => {
             if let Some(r) = &reply {
-                metrics.message(&from, M::kind(r), Direction::Sent);
+                metrics.message(&from, M::kind_name(r), Direction::Sent);
             }
             Json(reply).into_response()
         }
@@ -538,15 +633,21 @@ async fn peer_stream<M: Machine>(
         };
         let events = node.events.clone();
         let peer = from.clone();
-        transport::serve_stream(io, from, node.transport.clone(), M::kind, |msg, reply| {
-            let event = Event::Peer {
-                from: peer.clone(),
-                msg,
-                reply: Replier::Stream(reply),
-            };
-            let events = events.clone();
-            async move { events.send(event).await.is_ok() }
-        })
+        transport::serve_stream(
+            io,
+            from,
+            node.transport.clone(),
+            M::kind_name,
+            |msg, reply| {
+                let event = Event::Peer {
+                    from: peer.clone(),
+                    msg,
+                    reply: Replier::Stream(reply),
+                };
+                let events = events.clone();
+                async move { events.send(event).await.is_ok() }
+            },
+        )
         .await;
     });
     (
@@ -569,7 +670,7 @@ async fn isolate<M: Machine>(
     State(node): State<Arc<Node<M>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body: IsolateBody = match parse_body(body) {
+    let body: IsolateBody = match parse_body(body, None) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };

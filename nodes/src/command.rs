@@ -42,9 +42,38 @@ impl<'de> Deserialize<'de> for Value {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Op {
-    Get { key: String },
-    Put { key: String, value: Value },
-    Cas { key: String, from: Value, to: Value },
+    Get {
+        key: String,
+    },
+    Put {
+        key: String,
+        value: Value,
+    },
+    Cas {
+        key: String,
+        from: Value,
+        to: Value,
+    },
+    /// Set `key` to a random integer the executor draws — the non-deterministic
+    /// operation. `drawn` is a value drawn in advance by the node the client reached
+    /// (`--deterministic-roll`): every executor then sets that value instead of drawing.
+    Roll {
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drawn: Option<i64>,
+    },
+}
+
+impl Op {
+    /// The operation's name, as in the metrics' `op` label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Get { .. } => "get",
+            Op::Put { .. } => "put",
+            Op::Cas { .. } => "cas",
+            Op::Roll { .. } => "roll",
+        }
+    }
 }
 
 /// A client's operation plus the optional session (client id, sequence number) that makes
@@ -91,4 +120,24 @@ pub enum Outcome {
     /// The client's sequence number is below the last one applied for that client: the
     /// request is a late duplicate of something superseded, and was not applied again.
     StaleSeq { last: u64 },
+    /// A roll: the key now holds `value`, which the executor drew.
+    Rolled { value: i64 },
+}
+
+/// What executing one command did, as passive mode's leader replicates it: followers
+/// apply this and never execute the command themselves (primary–backup: "only the
+/// primary executes; backups take its result"), so a non-deterministic operation is as
+/// safe as a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    /// The key and its new value; `None`: no change (a failed cas, a read, a retried or
+    /// stale seq).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<(String, Value)>,
+    /// Remember `outcome` as this (client, seq)'s answer, so a retry gets it again, on
+    /// whichever replica it lands after a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<(String, u64)>,
+    /// The answer for the client.
+    pub outcome: Outcome,
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::bugs::{Bug, Bugs};
+use crate::bugs::{Bug, BugError, Bugs};
 use crate::command::NodeId;
 use crate::machine::Timing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Mode {
     /// Primary–backup: a Raft-like leader orders and replicates writes.
     Passive,
@@ -64,13 +64,15 @@ pub struct NodeArgs {
     #[arg(long, env = "FAULTLINE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Switch on a named bug (repeatable; the env var takes a comma-separated list).
+    /// Checked against --mode when the flags are validated (`Bug::parse`), so a wrong
+    /// name gets one line naming that mode's bugs.
     #[arg(
         long = "bug",
         env = "FAULTLINE_BUGS",
-        value_enum,
+        value_name = "NAME",
         value_delimiter = ','
     )]
-    pub bugs: Vec<Bug>,
+    pub bugs: Vec<String>,
     /// Logical clock tick.
     #[arg(long, env = "FAULTLINE_TICK_MS", default_value_t = 10)]
     pub tick_ms: u64,
@@ -98,6 +100,19 @@ pub struct NodeArgs {
     /// Bank: how channels between nodes deliver.
     #[arg(long, env = "FAULTLINE_CHANNELS", value_enum, default_value_t = Channels::Fifo)]
     pub channels: Channels,
+    /// Shared secret of the cluster: required (header `x-faultline-secret`) on every peer
+    /// and /admin route, and sent on every peer call. Unset: those routes are open.
+    #[arg(long, env = "FAULTLINE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Rolls (`POST /kv/{key}/roll`): the node the client reached draws the value and it
+    /// travels with the request, so every replica that executes it sets the same value.
+    /// Off: each executing replica draws its own (active modes then diverge).
+    #[arg(long, env = "FAULTLINE_DETERMINISTIC_ROLL")]
+    pub deterministic_roll: bool,
+    /// A connection that has not sent a complete request head for this long (idle
+    /// keep-alive, or a slow sender) is closed.
+    #[arg(long, env = "FAULTLINE_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
 }
 
 /// Settings after validation.
@@ -116,14 +131,55 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub initial_balance: i64,
     pub channels: Channels,
+    /// `None`: peer and admin routes are open (a warning is logged at start).
+    pub cluster_secret: Option<String>,
+    pub deterministic_roll: bool,
+    pub idle_timeout: Duration,
+}
+
+/// Why the flags cannot run a node; the message is one line naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Bug(#[from] BugError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(s: String) -> Self {
+        ConfigError::Invalid(s)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(s: &str) -> Self {
+        ConfigError::Invalid(s.to_string())
+    }
 }
 
 impl Config {
     /// Validates flags; the error is one line naming the flag and the problem.
-    pub fn from_args(args: NodeArgs) -> Result<Config, String> {
+    pub fn from_args(args: NodeArgs) -> Result<Config, ConfigError> {
         let id = args.id.trim().to_string();
         if id.is_empty() || id.contains([',', '=', '/', ' ']) {
-            return Err(format!("--id: '{}' is not a usable node id", args.id));
+            return Err(format!("--id: '{}' is not a usable node id", args.id).into());
+        }
+        let bugs = args
+            .bugs
+            .iter()
+            .filter(|b| !b.trim().is_empty())
+            .map(|b| Bug::parse(b, args.mode))
+            .collect::<Result<Vec<Bug>, BugError>>()?;
+        let cluster_secret = args.cluster_secret.filter(|s| !s.is_empty());
+        if cluster_secret
+            .as_deref()
+            .is_some_and(|s| !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("--cluster-secret: must be printable ASCII without spaces".into());
+        }
+        if args.idle_timeout_ms == 0 {
+            return Err("--idle-timeout-ms: must be positive".into());
         }
         let mut peers: Vec<(NodeId, String)> = Vec::new();
         for item in args
@@ -133,37 +189,28 @@ impl Config {
             .filter(|s| !s.is_empty())
         {
             let Some((pid, addr)) = item.split_once('=') else {
-                return Err(format!("--peers: '{item}' is not ID=HOST:PORT"));
+                return Err(format!("--peers: '{item}' is not ID=HOST:PORT").into());
             };
             let valid_addr = addr
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if pid.is_empty() || !valid_addr {
-                return Err(format!("--peers: '{item}' is not ID=HOST:PORT"));
+                return Err(format!("--peers: '{item}' is not ID=HOST:PORT").into());
             }
             if pid == id {
-                return Err(format!("--peers: '{pid}' is this node's own id"));
+                return Err(format!("--peers: '{pid}' is this node's own id").into());
             }
             if peers.iter().any(|(p, _)| p == pid) {
-                return Err(format!("--peers: '{pid}' appears twice"));
+                return Err(format!("--peers: '{pid}' appears twice").into());
             }
             peers.push((pid.to_string(), addr.to_string()));
-        }
-        for bug in &args.bugs {
-            if let Some(mode) = bug.mode().filter(|m| *m != args.mode) {
-                return Err(format!(
-                    "--bug {}: only exists in {} mode, not {}",
-                    bug.name(),
-                    mode.name(),
-                    args.mode.name()
-                ));
-            }
         }
         if args.initial_balance < 0 {
             return Err(format!(
                 "--initial-balance {}: must not be negative",
                 args.initial_balance
-            ));
+            )
+            .into());
         }
         if args.tick_ms == 0 {
             return Err("--tick-ms: must be at least 1".into());
@@ -178,7 +225,8 @@ impl Config {
             return Err(format!(
                 "--election-timeout-ms {}: must be longer than --heartbeat-ms {}",
                 args.election_timeout_ms, args.heartbeat_ms
-            ));
+            )
+            .into());
         }
         if args.peer_timeout_ms == 0 || args.request_timeout_ms == 0 {
             return Err("--peer-timeout-ms and --request-timeout-ms must be positive".into());
@@ -189,7 +237,7 @@ impl Config {
             peers,
             mode: args.mode,
             data_dir: args.data_dir,
-            bugs: Bugs::new(args.bugs),
+            bugs: Bugs::new(bugs),
             tick: Duration::from_millis(args.tick_ms),
             timing,
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
@@ -197,6 +245,9 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             initial_balance: args.initial_balance,
             channels: args.channels,
+            cluster_secret,
+            deterministic_roll: args.deterministic_roll,
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         })
     }
 }

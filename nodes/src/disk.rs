@@ -181,7 +181,7 @@ mod tests {
     }
 
     fn e(term: u64) -> Entry {
-        Entry { term, req: None }
+        Entry::noop(term)
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::transport::{SendFailure, StreamReply, Transport};
 /// Most events folded into one batch, so ticks and replies are never starved.
 const MAX_BATCH_EVENTS: usize = 4096;
 
-pub enum Event<M> {
+pub enum Event<M, K> {
     Tick,
     /// A message from a peer; its reply (if any) goes back on `reply`.
     Peer {
@@ -35,7 +35,7 @@ pub enum Event<M> {
     /// The outcome of a message of type `kind` we sent.
     Delivered {
         to: NodeId,
-        kind: &'static str,
+        kind: K,
         result: Result<Option<M>, SendFailure>,
     },
     Client {
@@ -50,6 +50,24 @@ pub enum Event<M> {
         marks: Vec<StableMark>,
     },
     DiskFailed(String),
+    /// `GET /admin/state`: the applied index and the state's digest (and dump).
+    State {
+        dump: bool,
+        done: oneshot::Sender<StateReport>,
+    },
+}
+
+/// A replica's own state as `GET /admin/state` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StateReport {
+    pub applied_index: u64,
+    /// Keys holding a value.
+    pub keys: usize,
+    /// `Store::digest`: FNV-1a 64 of the sorted `[key, value]` pairs, 16 hex digits.
+    pub digest: String,
+    /// Every key and its value (only when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<std::collections::BTreeMap<String, crate::command::Value>>,
 }
 
 /// Where the answer to a peer's request goes: the HTTP exchange it came on
@@ -95,9 +113,9 @@ type HeldReplies<M> = Vec<(Replier<M>, Option<M>)>;
 
 pub struct Driver<M: Machine> {
     machine: M,
-    events: mpsc::Receiver<Event<M::Msg>>,
+    events: mpsc::Receiver<Event<M::Msg, M::Kind>>,
     /// For send tasks and the disk thread to report back.
-    loopback: mpsc::Sender<Event<M::Msg>>,
+    loopback: mpsc::Sender<Event<M::Msg, M::Kind>>,
     transport: Arc<Transport>,
     waiters: HashMap<RequestId, oneshot::Sender<ClientResult>>,
     status: watch::Sender<Status>,
@@ -115,8 +133,8 @@ impl<M: Machine> Driver<M> {
     pub fn new(
         machine: M,
         disk: Disk,
-        events: mpsc::Receiver<Event<M::Msg>>,
-        loopback: mpsc::Sender<Event<M::Msg>>,
+        events: mpsc::Receiver<Event<M::Msg, M::Kind>>,
+        loopback: mpsc::Sender<Event<M::Msg, M::Kind>>,
         transport: Arc<Transport>,
         status: watch::Sender<Status>,
         tick: Duration,
@@ -180,7 +198,7 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Feeds one event to the machine; false when the node must stop.
-    fn handle(&mut self, ev: Event<M::Msg>, held: &mut HeldReplies<M::Msg>) -> bool {
+    fn handle(&mut self, ev: Event<M::Msg, M::Kind>, held: &mut HeldReplies<M::Msg>) -> bool {
         match ev {
             Event::Tick => {
                 self.machine.tick();
@@ -227,6 +245,22 @@ impl<M: Machine> Driver<M> {
                 for mark in marks {
                     self.machine.persisted(mark);
                 }
+            }
+            Event::State { dump, done } => {
+                let (applied_index, store) = self.machine.applied_state();
+                let state = dump.then(|| {
+                    store
+                        .dump()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect()
+                });
+                let _ = done.send(StateReport {
+                    applied_index,
+                    keys: store.len(),
+                    digest: store.digest(),
+                    state,
+                });
             }
             Event::DiskFailed(e) => {
                 // Without durable state this node could break its promises; stop
@@ -297,7 +331,7 @@ impl<M: Machine> Driver<M> {
                 let loopback = self.loopback.clone();
                 let kind = M::kind(&msg);
                 tokio::spawn(async move {
-                    let result = transport.send(&to, msg, M::kind).await;
+                    let result = transport.send(&to, msg, M::kind_name).await;
                     let _ = loopback.send(Event::Delivered { to, kind, result }).await;
                 });
             }
@@ -315,7 +349,7 @@ impl<M: Machine> Driver<M> {
 fn disk_thread<M: Machine>(
     mut disk: Disk,
     jobs: std::sync::mpsc::Receiver<DiskJob>,
-    report: mpsc::Sender<Event<M::Msg>>,
+    report: mpsc::Sender<Event<M::Msg, M::Kind>>,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];

@@ -15,6 +15,8 @@
 //! - `driver`: the async loop that persists, sends and answers for a machine.
 //! - `transport`: peer messages over HTTP with timeouts, and the simulated partition.
 //! - `api`: the HTTP routes; `metrics`: Prometheus text; `bugs`: the named bugs.
+//! - `http`: what every route shares — error bodies, body parsing, the cluster secret,
+//!   the server loop with its limits and timeouts.
 //! - `bank`: accounts, FIFO channels and global snapshots (issue 5); independent of the
 //!   kv replication, it runs in every node in either mode.
 
@@ -26,6 +28,7 @@ pub mod command;
 pub mod config;
 pub mod disk;
 pub mod driver;
+pub mod http;
 pub mod log;
 pub mod machine;
 pub mod metrics;
@@ -40,12 +43,11 @@ pub mod transport;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-pub use bugs::Bug;
-pub use config::{Channels, Config, Mode, NodeArgs};
+pub use bugs::{Bug, BugError};
+pub use config::{Channels, Config, ConfigError, Mode, NodeArgs};
 
 use crate::disk::Disk;
 use crate::driver::Driver;
@@ -164,6 +166,7 @@ async fn serve_machine<M: Machine>(
         &config.peers,
         config.peer_timeout,
         metrics,
+        config.cluster_secret.as_deref(),
     )?);
     let bank = bank::Bank::open(&config, transport.clone())?;
     let (events_tx, events_rx) = mpsc::channel(16 * 1024);
@@ -187,6 +190,13 @@ async fn serve_machine<M: Machine>(
         bugs = ?config.bugs.names(),
         "node starting"
     );
+    if config.cluster_secret.is_none() {
+        tracing::warn!(
+            "no cluster secret (FAULTLINE_CLUSTER_SECRET / --cluster-secret): the peer and \
+             /admin routes are open to anyone who can reach this port"
+        );
+    }
+    let idle = config.idle_timeout;
     let node = Arc::new(api::Node::<M> {
         config: Arc::new(config),
         events: events_tx,
@@ -194,14 +204,11 @@ async fn serve_machine<M: Machine>(
         status: status_rx,
         next_request: AtomicU64::new(start_ns),
     });
-    let app = api::router(node).merge(bank::api::router(bank.clone()));
+    let app = http::with_common_layers(api::router(node).merge(bank::api::router(bank.clone())));
     bank.start();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let driver = tokio::spawn(driver.run());
     tokio::select! {
-        r = axum::serve(listener, app) => r.map_err(Into::into),
+        r = http::serve(listener, app, idle) => r.map_err(Into::into),
         _ = driver => anyhow::bail!("protocol loop stopped (see the log above)"),
     }
 }

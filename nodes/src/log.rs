@@ -7,13 +7,37 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::Request;
+use crate::command::{Effect, Request};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub term: u64,
     /// `None` is the no-op a new leader/primary appends to commit earlier entries.
     pub req: Option<Request>,
+    /// Passive mode: what the leader's executor made of `req`; replicas apply this and
+    /// never execute `req` (see `store`). Active mode: `None`, every replica executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+}
+
+impl Entry {
+    /// The no-op a new leader/primary appends.
+    pub fn noop(term: u64) -> Entry {
+        Entry {
+            term,
+            req: None,
+            effect: None,
+        }
+    }
+
+    /// A request that every replica executes (active replication).
+    pub fn request(term: u64, req: Request) -> Entry {
+        Entry {
+            term,
+            req: Some(req),
+            effect: None,
+        }
+    }
 }
 
 /// Why `accept` refused entries, with where the sender should retry from.
@@ -188,7 +212,7 @@ mod tests {
     use super::*;
 
     fn e(term: u64) -> Entry {
-        Entry { term, req: None }
+        Entry::noop(term)
     }
 
     fn log_of(terms: &[u64]) -> Log {

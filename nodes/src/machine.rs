@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::command::{NodeId, Outcome, Request, RequestId};
 use crate::disk::HardState;
 use crate::log::{Entry, StableMark};
+use crate::store::Store;
 
 /// Why a node did not take a client request. Every variant means the request was not
 /// put in any log by this node, so it is a definite failure.
@@ -74,11 +75,24 @@ pub struct Timing {
     pub election_max: u64,
 }
 
+/// A protocol message's kind, without its fields. An enum, so protocol code that decides
+/// something by kind (e.g. "this forward certainly never arrived, so its requests were
+/// definitely not applied") matches variants: renaming one cannot compile and silently
+/// change behaviour. `name` is only the metrics label.
+pub trait MsgKind: Copy + Eq + std::fmt::Debug + Send + 'static {
+    fn name(self) -> &'static str;
+}
+
 pub trait Machine: Send + 'static {
     type Msg: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;
+    type Kind: MsgKind;
 
-    /// The message's type name, for metrics.
-    fn kind(msg: &Self::Msg) -> &'static str;
+    /// The message's kind.
+    fn kind(msg: &Self::Msg) -> Self::Kind;
+    /// The message's kind as a metrics label (`faultline_peer_messages_total{type}`).
+    fn kind_name(msg: &Self::Msg) -> &'static str {
+        Self::kind(msg).name()
+    }
     /// Must this message wait until everything persisted before it was created is
     /// durable? (Replies acknowledging entries or granting votes must; a leader's own
     /// appends and read probes need not.)
@@ -94,7 +108,7 @@ pub trait Machine: Send + 'static {
     fn unreachable(&mut self, peer: &str);
     /// A message of type `kind` to `peer` failed; `definite` when it certainly never
     /// arrived (link cut, no connection). Protocols that track what they sent override it.
-    fn undelivered(&mut self, peer: &str, kind: &'static str, definite: bool) {
+    fn undelivered(&mut self, peer: &str, kind: Self::Kind, definite: bool) {
         let _ = (kind, definite);
         self.unreachable(peer);
     }
@@ -108,4 +122,7 @@ pub trait Machine: Send + 'static {
     /// Flushes batched sends and takes everything the driver must act on.
     fn ready(&mut self) -> Ready<Self::Msg>;
     fn status(&self) -> Status;
+    /// The applied index and the state it produced (for `GET /admin/state`): the replica's
+    /// own copy, read without any coordination.
+    fn applied_state(&self) -> (u64, &Store);
 }

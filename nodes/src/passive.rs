@@ -13,6 +13,14 @@
 //!   batches replication (and the fsync) under load.
 //! - A leader commits only entries of its own term by majority (§5.4.2), starting each
 //!   term with a no-op, and answers a write only once it is applied.
+//! - Primary–backup in the course's sense: only the leader executes a client's write. It
+//!   runs the executor (`Store::execute`) against its *speculative* state — the applied
+//!   state plus every entry after it in its log — when it appends the request, and the
+//!   entry carries the [`Effect`](crate::command::Effect) (the key's new value, or no
+//!   change). Every replica, the leader included, applies effects in log order once
+//!   committed and never executes a logged request, so a roll (a random value) commits
+//!   like any write. An effect depends only on the log before it, which log matching
+//!   makes the same on every replica that commits the entry.
 //! - Reads use ReadIndex (thesis §6.4): record the commit index, confirm leadership by a
 //!   round of probes (or appends) acknowledged by a majority, wait until applied, read
 //!   locally. All reads that arrive together share one round.
@@ -36,7 +44,7 @@ use crate::bugs::{Bug, Bugs};
 use crate::command::{NodeId, Op, Outcome, Request, RequestId};
 use crate::disk::HardState;
 use crate::log::{Entry, Log, StableMark};
-use crate::machine::{Machine, Ready, Rejection, Status, Timing};
+use crate::machine::{Machine, MsgKind, Ready, Rejection, Status, Timing};
 use crate::progress::Progress;
 use crate::quorum::{majority, majority_index};
 use crate::store::Store;
@@ -123,6 +131,42 @@ pub enum RaftMsg {
     },
 }
 
+/// [`RaftMsg`]'s variants without their fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftKind {
+    Append,
+    AppendReply,
+    Vote,
+    VoteReply,
+    PreVote,
+    PreVoteReply,
+    ReadProbe,
+    ReadAck,
+    Forward,
+    ForwardReply,
+    ReadIndex,
+    ReadIndexReply,
+}
+
+impl MsgKind for RaftKind {
+    fn name(self) -> &'static str {
+        match self {
+            RaftKind::Append => "append",
+            RaftKind::AppendReply => "append_reply",
+            RaftKind::Vote => "vote",
+            RaftKind::VoteReply => "vote_reply",
+            RaftKind::PreVote => "pre_vote",
+            RaftKind::PreVoteReply => "pre_vote_reply",
+            RaftKind::ReadProbe => "read_probe",
+            RaftKind::ReadAck => "read_ack",
+            RaftKind::Forward => "forward",
+            RaftKind::ForwardReply => "forward_reply",
+            RaftKind::ReadIndex => "read_index",
+            RaftKind::ReadIndexReply => "read_index_reply",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Follower,
@@ -185,7 +229,11 @@ pub struct Raft {
     // Volatile.
     commit: u64,
     applied: u64,
+    /// The state after the applied prefix (replies to reads come from here).
     store: Store,
+    /// Leader only: the state after the whole log, against which the executor runs new
+    /// requests. Rebuilt from `store` and the unapplied effects on becoming leader.
+    spec: Option<Store>,
     role: Role,
     leader: Option<NodeId>,
     leader_contact: u64,
@@ -248,6 +296,7 @@ impl Raft {
             commit: 0,
             applied: 0,
             store: Store::default(),
+            spec: None,
             role: Role::Follower,
             leader: None,
             leader_contact: 0,
@@ -314,6 +363,7 @@ impl Raft {
                 self.outbox.push((r.from, refusal));
             }
             self.progress.clear();
+            self.spec = None;
         }
         self.role = Role::Follower;
         if leader.is_some() {
@@ -402,12 +452,16 @@ impl Raft {
         for peer in &self.peers {
             self.progress.insert(peer.clone(), Progress::new(next));
         }
+        let mut spec = self.store.clone();
+        for i in self.applied + 1..=self.log.last_index() {
+            if let Some(effect) = self.log.entry(i).and_then(|e| e.effect.as_ref()) {
+                spec.apply_effect(effect);
+            }
+        }
+        self.spec = Some(spec);
         // §5.4.2 / §8: a no-op of the new term lets earlier entries commit, and marks
         // the point from which this leader's commit index is known to be current.
-        self.term_start = self.log.append(Entry {
-            term: self.term,
-            req: None,
-        });
+        self.term_start = self.log.append(Entry::noop(self.term));
         self.heartbeat_due = self.now + self.timing.heartbeat;
         self.maybe_commit();
     }
@@ -612,10 +666,7 @@ impl Raft {
             return refuse(self, Some(self.id.clone()));
         }
         for req in reqs {
-            self.log.append(Entry {
-                term: self.term,
-                req: Some(req),
-            });
+            self.append_executed(req);
         }
         let last = self.log.last_index();
         if let Some(p) = self.progress.get_mut(from) {
@@ -828,15 +879,35 @@ impl Raft {
         }
     }
 
+    /// Applies the next committed entry's effect: no replica (the leader included)
+    /// executes a logged request.
     fn apply_next(&mut self) {
         self.applied += 1;
-        let Some(Entry { req: Some(req), .. }) = self.log.entry(self.applied) else {
-            return;
+        let Some(Entry {
+            req: Some(req),
+            effect: Some(effect),
+            ..
+        }) = self.log.entry(self.applied)
+        else {
+            return; // a no-op
         };
-        let outcome = self.store.apply(&req.cmd);
+        let outcome = self.store.apply_effect(effect);
         if req.id.node == self.id {
             self.replies.push((req.id.clone(), outcome));
         }
+    }
+
+    /// Leader: executes `req` against the speculative state and appends it with its
+    /// effect.
+    fn append_executed(&mut self, req: Request) {
+        let spec = self.spec.get_or_insert_with(|| self.store.clone());
+        let effect = spec.execute(&req.cmd, &mut self.rng);
+        spec.apply_effect(&effect);
+        self.log.append(Entry {
+            term: self.term,
+            req: Some(req),
+            effect: Some(effect),
+        });
     }
 
     fn send_append(&mut self, peer: &str, heartbeat: bool) {
@@ -918,20 +989,22 @@ impl Raft {
 impl Machine for Raft {
     type Msg = RaftMsg;
 
-    fn kind(msg: &RaftMsg) -> &'static str {
+    type Kind = RaftKind;
+
+    fn kind(msg: &RaftMsg) -> RaftKind {
         match msg {
-            RaftMsg::Append { .. } => "append",
-            RaftMsg::AppendReply { .. } => "append_reply",
-            RaftMsg::Vote { .. } => "vote",
-            RaftMsg::VoteReply { .. } => "vote_reply",
-            RaftMsg::PreVote { .. } => "pre_vote",
-            RaftMsg::PreVoteReply { .. } => "pre_vote_reply",
-            RaftMsg::ReadProbe { .. } => "read_probe",
-            RaftMsg::ReadAck { .. } => "read_ack",
-            RaftMsg::Forward { .. } => "forward",
-            RaftMsg::ForwardReply { .. } => "forward_reply",
-            RaftMsg::ReadIndex { .. } => "read_index",
-            RaftMsg::ReadIndexReply { .. } => "read_index_reply",
+            RaftMsg::Append { .. } => RaftKind::Append,
+            RaftMsg::AppendReply { .. } => RaftKind::AppendReply,
+            RaftMsg::Vote { .. } => RaftKind::Vote,
+            RaftMsg::VoteReply { .. } => RaftKind::VoteReply,
+            RaftMsg::PreVote { .. } => RaftKind::PreVote,
+            RaftMsg::PreVoteReply { .. } => RaftKind::PreVoteReply,
+            RaftMsg::ReadProbe { .. } => RaftKind::ReadProbe,
+            RaftMsg::ReadAck { .. } => RaftKind::ReadAck,
+            RaftMsg::Forward { .. } => RaftKind::Forward,
+            RaftMsg::ForwardReply { .. } => RaftKind::ForwardReply,
+            RaftMsg::ReadIndex { .. } => RaftKind::ReadIndex,
+            RaftMsg::ReadIndexReply { .. } => RaftKind::ReadIndexReply,
         }
     }
 
@@ -1052,11 +1125,11 @@ impl Machine for Raft {
         }
     }
 
-    fn undelivered(&mut self, peer: &str, kind: &'static str, definite: bool) {
+    fn undelivered(&mut self, peer: &str, kind: RaftKind, definite: bool) {
         self.unreachable(peer);
         let to_peer = |f: &Option<Inflight>| f.as_ref().is_some_and(|f| f.to == peer);
         match kind {
-            "forward" if to_peer(&self.forward_inflight) => {
+            RaftKind::Forward if to_peer(&self.forward_inflight) => {
                 let inflight = self.forward_inflight.take().unwrap();
                 if definite {
                     for id in inflight.ids {
@@ -1065,7 +1138,7 @@ impl Machine for Raft {
                     }
                 }
             }
-            "read_index" if to_peer(&self.read_index_inflight) => {
+            RaftKind::ReadIndex if to_peer(&self.read_index_inflight) => {
                 let batch = self.read_index_inflight.take().map(|r| r.batch);
                 self.reject_follower_reads(batch, Some(peer.to_string()));
             }
@@ -1127,10 +1200,7 @@ impl Machine for Raft {
         if !self.quorum_fresh() {
             return Err(Rejection::NoQuorum);
         }
-        self.log.append(Entry {
-            term: self.term,
-            req: Some(req),
-        });
+        self.append_executed(req);
         // Bug::AckBeforeCommit: apply (and so answer) as soon as it is in our own log.
         if self.bugs.has(Bug::AckBeforeCommit) {
             while self.applied < self.log.last_index() {
@@ -1193,6 +1263,10 @@ impl Machine for Raft {
             replies: std::mem::take(&mut self.replies),
             rejected: std::mem::take(&mut self.rejected),
         }
+    }
+
+    fn applied_state(&self) -> (u64, &Store) {
+        (self.applied, &self.store)
     }
 
     fn status(&self) -> Status {
@@ -1312,6 +1386,83 @@ mod tests {
         }
     }
 
+    fn cmd(node: &str, n: u64, op: Op, session: Option<(&str, u64)>) -> Request {
+        Request {
+            id: RequestId {
+                node: node.into(),
+                n,
+            },
+            cmd: Command {
+                op,
+                client: session.map(|s| s.0.to_string()),
+                seq: session.map(|s| s.1),
+            },
+        }
+    }
+
+    /// Primary–backup: the leader executes every write (rolls included, taken at the
+    /// leader or forwarded by a follower) and ships the effect; followers apply effects
+    /// and never call the executor, and every replica ends in the leader's state — also
+    /// across a failover, where the new leader executes a retried roll's session from the
+    /// effects alone.
+    #[test]
+    fn followers_apply_effects_and_never_execute() {
+        let mut net = cluster(3);
+        net.run(50);
+        let l = net.leaders()[0].clone();
+        let f = net.nodes.keys().find(|id| **id != l).unwrap().clone();
+        let roll = |key: &str| Op::Roll {
+            key: key.into(),
+            drawn: None,
+        };
+        net.node(&l)
+            .client(cmd(&l, 1, roll("a"), Some(("c", 1))))
+            .unwrap();
+        net.node(&f).client(cmd(&f, 2, roll("b"), None)).unwrap();
+        let cas = Op::Cas {
+            key: "a".into(),
+            from: Value::Int(-1),
+            to: Value::Int(0),
+        };
+        net.node(&l).client(cmd(&l, 3, cas, None)).unwrap();
+        net.run(5);
+        let Some(Outcome::Rolled { value: a }) = net.answered(1).cloned() else {
+            panic!("roll at the leader: {:?}", net.answered(1));
+        };
+        assert!(matches!(net.answered(2), Some(Outcome::Rolled { .. })));
+        assert_eq!(
+            net.answered(3),
+            Some(&Outcome::CasMismatch {
+                current: Some(Value::Int(a))
+            })
+        );
+        let digest = net.nodes[&l].store.digest();
+        for (id, r) in &net.nodes {
+            assert_eq!(r.applied, net.nodes[&l].applied, "{id}");
+            assert_eq!(r.store.digest(), digest, "{id}");
+            assert_eq!(r.store.executions(), 0, "{id} executed a logged request");
+            let spec = r.spec.as_ref().map_or(0, Store::executions);
+            assert_eq!(spec > 0, *id == l, "{id}: executor calls {spec}");
+        }
+        // Failover: the old leader goes; the retry of (c, 1) at the new leader gets the
+        // first roll's answer from the replicated session, and nothing changes.
+        net.isolate(&l);
+        net.run(60);
+        let new = net.leaders().into_iter().find(|x| *x != l).unwrap();
+        net.node(&new)
+            .client(cmd(&new, 4, roll("a"), Some(("c", 1))))
+            .unwrap();
+        net.run(5);
+        assert_eq!(net.answered(4), Some(&Outcome::Rolled { value: a }));
+        assert_eq!(net.nodes[&new].store.get("a"), Some(Value::Int(a)));
+        for (id, r) in &net.nodes {
+            if *id != new {
+                assert_eq!(r.store.executions(), 0, "{id}");
+                assert!(r.spec.is_none() || *id == l, "{id}");
+            }
+        }
+    }
+
     #[test]
     fn elects_one_leader_and_commits_on_majority() {
         let mut net = cluster(3);
@@ -1371,7 +1522,7 @@ mod tests {
 
     #[test]
     fn vote_needs_an_up_to_date_log() {
-        let e = |t| Entry { term: t, req: None };
+        let e = Entry::noop;
         let mut voter = node(
             "n1",
             3,
@@ -1452,7 +1603,7 @@ mod tests {
     fn leader_does_not_commit_an_old_term_entry_by_counting() {
         // Figure 8: a leader of term 3 holding an entry of term 2 replicated to a
         // majority must not commit it until an entry of term 3 is also there.
-        let e = |t| Entry { term: t, req: None };
+        let e = Entry::noop;
         let mut l = node(
             "n1",
             3,

@@ -144,7 +144,12 @@ impl Conn {
 
 pub struct Transport {
     pub id: NodeId,
+    /// For peer calls over plain HTTP (bank frames, forwarded client requests); sends the
+    /// cluster secret on every request.
     pub client: reqwest::Client,
+    /// The cluster secret (`http::SECRET_HEADER`), if any: sent on every peer call and
+    /// stream, required on this node's peer and admin routes.
+    pub secret: Option<Arc<str>>,
     /// id -> `HOST:PORT`.
     peers: BTreeMap<NodeId, String>,
     urls: BTreeMap<NodeId, String>,
@@ -161,8 +166,16 @@ impl Transport {
         peers: &[(NodeId, String)],
         timeout: Duration,
         metrics: Arc<Metrics>,
+        secret: Option<&str>,
     ) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(s) = secret {
+            let mut value = reqwest::header::HeaderValue::from_str(s)?;
+            value.set_sensitive(true);
+            headers.insert(crate::http::SECRET_HEADER, value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true)
@@ -171,6 +184,7 @@ impl Transport {
         Ok(Transport {
             id,
             client,
+            secret: secret.map(Arc::from),
             peers: peers.iter().cloned().collect(),
             urls: peers
                 .iter()
@@ -237,6 +251,7 @@ impl Transport {
         tokio::spawn(run_stream(
             addr.to_string(),
             self.id.clone(),
+            self.secret.clone(),
             self.timeout,
             conn.clone(),
             out_rx,
@@ -318,17 +333,19 @@ impl Transport {
 async fn run_stream(
     addr: String,
     me: NodeId,
+    secret: Option<Arc<str>>,
     timeout: Duration,
     conn: Arc<Conn>,
     mut out: mpsc::UnboundedReceiver<(u64, Vec<u8>)>,
 ) {
-    let stream = match tokio::time::timeout(timeout, open_stream(&addr, &me)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return conn.fail_all(|| SendFailure::Connect(e.to_string())),
-        Err(_) => {
-            return conn.fail_all(|| SendFailure::Connect(format!("{addr}: connect timed out")))
-        }
-    };
+    let stream =
+        match tokio::time::timeout(timeout, open_stream(&addr, &me, secret.as_deref())).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return conn.fail_all(|| SendFailure::Connect(e.to_string())),
+            Err(_) => {
+                return conn.fail_all(|| SendFailure::Connect(format!("{addr}: connect timed out")))
+            }
+        };
     let (mut rd, mut wr) = stream.into_split();
     let reader_conn = conn.clone();
     let reader = tokio::spawn(async move {
@@ -364,12 +381,15 @@ async fn run_stream(
 }
 
 /// Connects and asks the peer's HTTP server to switch the connection to frames.
-async fn open_stream(addr: &str, me: &str) -> std::io::Result<TcpStream> {
+async fn open_stream(addr: &str, me: &str, secret: Option<&str>) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
+    let secret = secret.map_or(String::new(), |s| {
+        format!("{}: {s}\r\n", crate::http::SECRET_HEADER)
+    });
     let head = format!(
         "POST {STREAM_PATH} HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\n\
-         upgrade: {STREAM_PROTOCOL}\r\n{PEER_HEADER}: {me}\r\ncontent-length: 0\r\n\r\n"
+         upgrade: {STREAM_PROTOCOL}\r\n{PEER_HEADER}: {me}\r\n{secret}content-length: 0\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await?;
     // The server says nothing after its 101 until we send a request, so reading up to

@@ -61,9 +61,14 @@ fn node(args: &[&str]) -> (i32, String) {
 fn bad_flags_exit_2_with_one_clear_line() {
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
+    let t = std::time::Instant::now();
     let (code, err) = node(&["--id", "n1", "--data-dir", d, "--bug", "bogus"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("bogus"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--bug bogus: no such bug; known bugs in passive mode: stale-read"),
+        "{err}"
+    );
     let (code, err) = node(&["--id", "n1", "--data-dir", d, "--peers", "n2:7002"]);
     assert_eq!(code, 2);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -79,9 +84,17 @@ fn bad_flags_exit_2_with_one_clear_line() {
         "stale-read",
     ]);
     assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("stale-read") && err.contains("passive"),
+        err.contains("--bug stale-read: does not exist in active mode")
+            && err.contains("deliver-unagreed"),
         "{err}"
+    );
+    // Refused at argument parsing, before any port or data dir is touched.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
     );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

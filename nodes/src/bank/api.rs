@@ -1,5 +1,7 @@
 //! The bank's HTTP routes (merged into the node's router by `lib.rs`). Error bodies are
 //! `{"error", "definite"}` like the kv routes': `definite: true` means nothing happened.
+//! `/bank/peer` and `/admin/clock` need the cluster secret, like the kv peer and admin
+//! routes.
 
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::{error, parse_body, require_secret, Secret};
+
 use super::model::unix_ms;
 use super::peer::{self, PeerMsg, PeerReply};
 use super::{snapshot, Bank, Refusal};
@@ -24,25 +28,24 @@ use crate::transport::Envelope;
 const PEER_BODY_LIMIT: usize = 4 << 20;
 
 pub fn router(bank: Arc<Bank>) -> Router {
+    let secret = Secret(bank.transport.secret.clone());
+    let guard = || axum::middleware::from_fn_with_state(secret.clone(), require_secret);
     let client = Router::new()
         .route("/bank/transfer", post(transfer))
         .route("/bank/status", get(status))
         .route("/bank/transfers", get(transfers))
         .route("/bank/snapshot", post(take_snapshot))
-        .route("/admin/clock", post(set_clock))
+        .merge(
+            Router::new()
+                .route("/admin/clock", post(set_clock))
+                .route_layer(guard()),
+        )
         .layer(DefaultBodyLimit::max(bank.max_body_bytes));
     let peers = Router::new()
         .route("/bank/peer", post(peer_message))
+        .route_layer(guard())
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
     client.merge(peers).with_state(bank)
-}
-
-fn error(code: StatusCode, msg: impl Into<String>, definite: bool) -> Response {
-    (
-        code,
-        Json(json!({"error": msg.into(), "definite": definite})),
-    )
-        .into_response()
 }
 
 impl IntoResponse for Refusal {
@@ -55,34 +58,8 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// A body refused before anything happened.
-struct BadBody(StatusCode, String);
-
-impl IntoResponse for BadBody {
-    fn into_response(self) -> Response {
-        error(self.0, self.1, true)
-    }
-}
-
-/// Parses a JSON object body; `empty` is what an empty body means, if allowed.
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    empty: Option<T>,
-) -> Result<T, BadBody> {
-    let bytes = body.map_err(|r| BadBody(r.status(), r.body_text()))?;
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None if empty.is_some() => return Ok(empty.unwrap()),
-        Some(b'{') => {}
-        _ => {
-            let msg = "body must be a JSON object".to_string();
-            return Err(BadBody(StatusCode::BAD_REQUEST, msg));
-        }
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| BadBody(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
-}
-
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TransferBody {
     to: NodeId,
     amount: i64,
@@ -187,8 +164,9 @@ async fn set_clock(State(bank): State<Arc<Bank>>, body: Result<Bytes, BytesRejec
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    // An offset beyond a day is a typo, not a skew worth simulating.
-    if body.offset_ms.abs() > 86_400_000 {
+    // An offset beyond a day is a typo, not a skew worth simulating. (Not `abs()`: it
+    // overflows for i64::MIN.)
+    if !(-86_400_000..=86_400_000).contains(&body.offset_ms) {
         let msg = format!("offset_ms {}: must be within ±86400000", body.offset_ms);
         return error(StatusCode::BAD_REQUEST, msg, true);
     }

@@ -456,6 +456,9 @@ pub(crate) fn test_bank(name: &str, wal: &[Record]) -> (Arc<Bank>, std::path::Pa
         worker_threads: 0,
         initial_balance: 100,
         channels: Channels::Fifo,
+        cluster_secret: None,
+        deterministic_roll: false,
+        idle_timeout_ms: 30_000,
     })
     .unwrap();
     let transport = Transport::new(
@@ -463,6 +466,7 @@ pub(crate) fn test_bank(name: &str, wal: &[Record]) -> (Arc<Bank>, std::path::Pa
         &config.peers,
         config.peer_timeout,
         Arc::default(),
+        None,
     )
     .unwrap();
     (Bank::open(&config, Arc::new(transport)).unwrap(), dir)

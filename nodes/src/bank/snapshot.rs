@@ -446,8 +446,9 @@ fn conclude(
         checkpoints: checkpoints.into_values().collect(),
         missing,
         open_channels: open.into_iter().collect(),
-        started_ns,
-        finished_ns: unix_ns(),
+        started_ns: Some(started_ns),
+        finished_ns: Some(unix_ns()),
+        transfers: None,
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use nodes::{Bug, Channels, Config, Mode, NodeArgs};
 use serde_json::{json, Value};
 
+/// The cluster secret every test cluster runs with; the test HTTP client sends it.
+pub const SECRET: &str = "test-cluster-secret";
+
 /// Fast timers so elections and view changes take a fraction of a second.
 pub fn args(
     id: &str,
@@ -26,7 +29,7 @@ pub fn args(
         peers: peers.into(),
         mode,
         data_dir: dir.to_path_buf(),
-        bugs: bugs.to_vec(),
+        bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
         tick_ms: 5,
         // Short enough for quick failovers, long enough that a CI machine running many
         // clusters on 2 cores does not miss heartbeats and depose healthy leaders.
@@ -38,6 +41,9 @@ pub fn args(
         worker_threads: 0,
         initial_balance: 1000,
         channels: Channels::Fifo,
+        cluster_secret: Some(SECRET.into()),
+        deterministic_roll: false,
+        idle_timeout_ms: 30_000,
     }
 }
 
@@ -297,6 +303,7 @@ impl Processes {
             .env("FAULTLINE_ELECTION_TIMEOUT_MS", "150")
             .env("FAULTLINE_REQUEST_TIMEOUT_MS", "1500")
             .env("FAULTLINE_LOG", "warn")
+            .env("FAULTLINE_CLUSTER_SECRET", SECRET)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
@@ -340,7 +347,10 @@ impl Drop for Processes {
 }
 
 fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-faultline-secret", SECRET.parse().unwrap());
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
