@@ -9,7 +9,12 @@
 //! 3. A history with no per-key split and 32 concurrent ops must answer `unknown` within the
 //!    timeout, without exhausting memory (child process, peak memory reported).
 //!
-//! `cargo bench -p checker --bench checking -- quick` skips part 2.
+//! 4. Identical pending ops (issue 9): K never-completed writes of 1, K of 2, then 2K+1
+//!    alternating reads of 1 and 2 (invalid), at K = 10, 50, 200; and a 1,000-op history
+//!    with 800 never-returned writes of values 0–4 (valid).
+//!
+//! `cargo bench -p checker --bench checking -- quick` skips part 2;
+//! `cargo bench -p checker --bench checking -- pending` runs part 4 only.
 
 use checker::formats::{self, Format};
 use checker::simulate::{Simulation, Workload};
@@ -49,7 +54,12 @@ fn main() {
         child_check(&args[i + 1..]);
         return;
     }
+    if args.iter().any(|a| a == "pending") {
+        identical_pending_ops();
+        return;
+    }
     let quick = args.iter().any(|a| a == "quick");
+    identical_pending_ops();
     porcupine_files();
     if !quick {
         million_ops();
@@ -275,4 +285,95 @@ fn no_split_unknown() {
         "2",
         "no-partition",
     ]);
+}
+
+/// Times checking a JSONL history held in memory (written to a temp file first, parsing
+/// excluded): median of `runs`, with the verdict.
+fn time_jsonl(name: &str, text: &str, runs: usize) {
+    let path = std::env::temp_dir().join(format!("faultline-bench-{}.jsonl", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let (history, _) = formats::load(&path, Some(Format::Jsonl)).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let opts = CheckOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..CheckOptions::default()
+    };
+    let mut times = Vec::new();
+    let mut verdict = String::new();
+    for _ in 0..runs {
+        let report = check_history(&history, ModelKind::CasRegister, &opts).unwrap();
+        times.push(report.check_seconds);
+        verdict = report.verdict.as_str().to_string();
+    }
+    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    println!(
+        "{name}: {} ops ({} never completed): {verdict}, checking {} (median of {runs}; min {})",
+        history.ops.len(),
+        history.indefinite_ops(),
+        ms(median(times)),
+        ms(min)
+    );
+}
+
+/// K never-completed writes of 1, K of 2, then `reads` alternating reads of 1 and 2.
+fn pending_writes(k: usize, reads: usize) -> String {
+    let mut out = String::new();
+    let mut t = 0;
+    for i in 0..2 * k {
+        t += 1;
+        let v = if i < k { 1 } else { 2 };
+        out += &format!(
+            "{{\"type\":\"invoke\",\"process\":{i},\"f\":\"write\",\"value\":{v},\"time\":{t}}}\n"
+        );
+    }
+    let p = 2 * k;
+    for r in 0..reads {
+        let v = if r % 2 == 0 { 1 } else { 2 };
+        out += &format!(
+            "{{\"type\":\"invoke\",\"process\":{p},\"f\":\"read\",\"value\":null,\"time\":{}}}\n",
+            t + 1
+        );
+        out += &format!(
+            "{{\"type\":\"ok\",\"process\":{p},\"f\":\"read\",\"value\":{v},\"time\":{}}}\n",
+            t + 2
+        );
+        t += 2;
+    }
+    out
+}
+
+fn identical_pending_ops() {
+    for k in [10, 50, 200] {
+        time_jsonl(
+            &format!(
+                "K={k} pending writes of 1 and of 2, {} alternating reads",
+                2 * k + 1
+            ),
+            &pending_writes(k, 2 * k + 1),
+            5,
+        );
+    }
+    // 800 never-returned writes of 0..4 from as many processes, interleaved with 100
+    // sequential write-then-read pairs of one client: valid.
+    let mut out = String::new();
+    let mut t = 0u64;
+    let mut pending = 0;
+    for round in 0..100 {
+        for _ in 0..8 {
+            t += 1;
+            let v = pending % 5;
+            out += &format!("{{\"type\":\"invoke\",\"process\":{},\"f\":\"write\",\"value\":{v},\"time\":{t}}}\n", 1000 + pending);
+            pending += 1;
+        }
+        let v = 10 + round;
+        for (f, value) in [("write", v.to_string()), ("read", "null".to_string())] {
+            t += 1;
+            out += &format!("{{\"type\":\"invoke\",\"process\":0,\"f\":\"{f}\",\"value\":{value},\"time\":{t}}}\n");
+            t += 1;
+            out += &format!(
+                "{{\"type\":\"ok\",\"process\":0,\"f\":\"{f}\",\"value\":{v},\"time\":{t}}}\n"
+            );
+        }
+    }
+    time_jsonl("1,000 ops, 800 never-returned writes of 0-4", &out, 5);
 }

@@ -9,9 +9,10 @@
 //! as unknown.
 
 use crate::formats::{self, Format};
+use crate::history::Value;
 use crate::report::{CheckReport, Verdict};
 use crate::snapshot::{self, Outcome, SnapshotsReport};
-use crate::{check_file, CheckOptions, ModelKind};
+use crate::{check_file_with, CheckOptions, ModelKind, Settings};
 use clap::Args;
 use serde::Serialize;
 use std::io::BufRead;
@@ -33,9 +34,19 @@ pub struct CheckArgs {
     /// History format [default: detected].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Give up after SECS seconds per file; unfinished parts are reported `unknown`.
+    /// Give up after SECS seconds per file, reading included; unfinished parts are
+    /// reported `unknown`.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// What every register holds before its first write: `nil`, an integer, or a string
+    /// [default: the convention of the format's source — nil for jsonl, Jepsen EDN,
+    /// jepsen-txt and etcd-log; Knossos's own tests use 0].
+    #[arg(long, value_name = "VALUE", value_parser = parse_initial)]
+    pub initial: Option<Value>,
+    /// Memory the search may use across all parts, e.g. 512MiB (units KiB, MiB, GiB);
+    /// past it a part answers `unknown` [default: FAULTLINE_MEMO_LIMIT_MB, else 2GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
     /// Print the reports as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +62,50 @@ pub struct CheckArgs {
     /// Write the (single, native JSONL) input history as Jepsen EDN to FILE, for Knossos/Elle.
     #[arg(long, value_name = "FILE")]
     pub export_edn: Option<PathBuf>,
+}
+
+/// `--initial`: `nil`, an integer, a JSON string (`"a b"`), or any other word as a string.
+pub fn parse_initial(s: &str) -> Result<Value, String> {
+    let s = s.trim();
+    if s == "nil" || s == "null" {
+        return Ok(Value::Nil);
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Ok(Value::Int(i));
+    }
+    if s.starts_with('"') {
+        return serde_json::from_str::<String>(s)
+            .map(|t| Value::Str(t.into()))
+            .map_err(|e| format!("not a JSON string: {e}"));
+    }
+    if s.is_empty() {
+        return Err("give nil, an integer or a string".to_string());
+    }
+    Ok(Value::Str(s.into()))
+}
+
+/// `--memory-limit`: a number with a unit KiB, MiB or GiB (also K/M/G, KB/MB/GB as
+/// binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 512MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "kib" | "k" | "kb" => 10,
+        "mib" | "m" | "mb" => 20,
+        "gib" | "g" | "gb" => 30,
+        _ => return Err(format!("{s:?} needs a unit: KiB, MiB or GiB (e.g. 512MiB)")),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(format!("{s:?} is not a usable size"));
+    }
+    Ok(bytes as usize)
 }
 
 #[derive(Serialize)]
@@ -115,6 +170,10 @@ pub fn run(args: CheckArgs) -> i32 {
         fail_fast: args.fail_fast,
         partition: !args.no_partition,
     };
+    let settings = Settings {
+        initial: args.initial.clone(),
+        memory_limit: args.memory_limit,
+    };
     let mut reports = Vec::new();
     let mut snapshot_files = Vec::new();
     let mut errors = Vec::new();
@@ -137,8 +196,11 @@ pub fn run(args: CheckArgs) -> i32 {
             }
             continue;
         }
-        match check_file(file, args.format, args.model, &opts) {
+        match check_file_with(file, args.format, args.model, &opts, &settings) {
             Ok(report) => {
+                for w in &report.warnings {
+                    eprintln!("faultline check: warning: {w}");
+                }
                 if !args.json {
                     print!("{}", report.to_text());
                 }

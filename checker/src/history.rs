@@ -217,10 +217,17 @@ impl<'de> Deserialize<'de> for Event {
 pub enum Action {
     Read,
     Write(Value),
-    Cas { from: Value, to: Value },
+    Cas {
+        from: Value,
+        to: Value,
+    },
     Get,
     Put(Value),
     Append(Value),
+    /// A non-deterministic write: the server draws the value (a random number, its clock)
+    /// and returns it. An `ok` roll carries the value it set and acts as a write of it; an
+    /// `info` or never-completed roll may have set *any* value (or none).
+    Roll,
 }
 
 impl Action {
@@ -232,6 +239,7 @@ impl Action {
             Action::Get => "get",
             Action::Put(_) => "put",
             Action::Append(_) => "append",
+            Action::Roll => "roll",
         }
     }
 
@@ -277,16 +285,22 @@ impl Op {
         self.ret.is_some()
     }
 
-    /// A short description such as `p3 cas 1->2 ok` or `p1 read -> 4`.
-    pub fn describe(&self) -> String {
-        let head = match &self.action {
+    /// The call alone, such as `p3 cas 1->2` or `p1 read`.
+    pub fn describe_call(&self) -> String {
+        match &self.action {
             Action::Read => format!("p{} read", self.process),
             Action::Get => format!("p{} get", self.process),
             Action::Write(v) => format!("p{} write {v}", self.process),
             Action::Put(v) => format!("p{} put {v}", self.process),
             Action::Append(v) => format!("p{} append {v}", self.process),
             Action::Cas { from, to } => format!("p{} cas {from}->{to}", self.process),
-        };
+            Action::Roll => format!("p{} roll", self.process),
+        }
+    }
+
+    /// A short description such as `p3 cas 1->2 ok` or `p1 read -> 4`.
+    pub fn describe(&self) -> String {
+        let head = self.describe_call();
         match (&self.outcome, self.ret.is_some()) {
             (Outcome::Read(v), _) => format!("{head} -> {v}"),
             (Outcome::Ok, _) => format!("{head} ok"),
@@ -302,10 +316,15 @@ pub struct History {
     pub ops: Vec<Op>,
     /// Key names; `Op::key` indexes this.
     pub keys: Vec<String>,
-    /// What a register holds before the first write (nil, or 0 for Knossos histories).
+    /// What a register holds before the first write by the convention of the file's format
+    /// (`None`: nil). `--initial` overrides it.
     pub register_initial: Option<Value>,
     /// Ops that completed `fail`: they did not happen and are left out.
     pub failed: usize,
+    /// The failed ops themselves (in call order), kept only to explain an invalid part.
+    pub failed_ops: Vec<Op>,
+    /// Things the reader tolerated and the user should know (e.g. a torn last line dropped).
+    pub warnings: Vec<String>,
     /// Nemesis events seen (not checked).
     pub nemesis_events: usize,
 }
@@ -340,6 +359,8 @@ pub struct HistoryBuilder {
     open: FxHashMap<u64, usize>,
     key_ids: FxHashMap<String, u32>,
     last_pos: Option<(u64, usize)>,
+    /// Whether the first op had a key, and its line.
+    keyed: Option<(bool, usize)>,
 }
 
 impl HistoryBuilder {
@@ -349,6 +370,16 @@ impl HistoryBuilder {
 
     pub fn set_register_initial(&mut self, v: Value) {
         self.history.register_initial = Some(v);
+    }
+
+    /// Records a warning to show with the report.
+    pub fn warn(&mut self, warning: String) {
+        self.history.warnings.push(warning);
+    }
+
+    /// Client events read so far (operations invoked).
+    pub fn ops_so_far(&self) -> usize {
+        self.history.ops.len()
     }
 
     fn advance(&mut self, pos: u64, line: usize) -> Result<(), LineError> {
@@ -399,6 +430,20 @@ impl HistoryBuilder {
                     self.history.ops[open].call_line
                 ),
             ));
+        }
+        match (key.is_some(), self.keyed) {
+            (has, Some((keyed, first))) if has != keyed => {
+                return Err(LineError::new(
+                    line,
+                    format!(
+                        "this op {} a key but the op invoked on line {first} {}: a history is either one register or keyed throughout",
+                        if has { "has" } else { "has no" },
+                        if keyed { "has one" } else { "has none" }
+                    ),
+                ))
+            }
+            (_, None) => self.keyed = Some((key.is_some(), line)),
+            _ => {}
         }
         let key = key.map(|k| self.key_id(k));
         self.open.insert(process, self.history.ops.len());
@@ -463,6 +508,9 @@ impl HistoryBuilder {
                 op.ret_line = Some(line);
             }
             Completion::Fail => {
+                // Kept (with its return) only for explanations; the search never sees it.
+                op.ret = Some(pos);
+                op.ret_line = Some(line);
                 self.dropped[idx] = true;
                 self.history.failed += 1;
             }
@@ -472,22 +520,19 @@ impl HistoryBuilder {
         Ok(())
     }
 
-    /// Finishes the history. Ops never completed are treated like `info`. An empty history
-    /// is an error: "nothing to check" must not read as "valid".
+    /// Finishes the history. Ops never completed are treated like `info`. A history with
+    /// nothing to linearize (no client op, or every one failed) is fine: it is valid, and
+    /// the report says it had 0 ops to linearize (Knossos and Jepsen judge it valid too).
     pub fn finish(self) -> Result<History, String> {
         let mut history = self.history;
         let dropped = self.dropped;
-        let mut i = 0;
-        history.ops.retain(|_| {
-            i += 1;
-            !dropped[i - 1]
-        });
-        if history.ops.is_empty() {
-            return Err(if history.failed > 0 {
-                "empty history: every operation failed, nothing to check".to_string()
+        let mut all = std::mem::take(&mut history.ops).into_iter().zip(dropped);
+        for (op, failed) in all.by_ref() {
+            if failed {
+                history.failed_ops.push(op);
             } else {
-                "empty history: no client operations".to_string()
-            });
+                history.ops.push(op);
+            }
         }
         Ok(history)
     }

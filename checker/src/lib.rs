@@ -21,6 +21,7 @@
 //! - `cli` — `faultline check`.
 
 pub mod cli;
+pub mod convergence;
 pub mod error;
 pub mod formats;
 pub mod history;
@@ -63,6 +64,21 @@ impl Default for CheckOptions {
             partition: true,
         }
     }
+}
+
+/// Test parameters and resource limits beyond [`CheckOptions`] (kept apart so that code
+/// building a `CheckOptions` literal keeps compiling).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// What every register holds before its first write (`--initial`). `None`: the
+    /// convention of the history's format — nil for the native format (faultline's nodes
+    /// read a key never written as null), Jepsen EDN and Jepsen text histories (Jepsen's
+    /// register workloads and Maelstrom's lin-kv start at nil), and Porcupine's etcd logs.
+    /// Knossos's own tests check their `data/cas-register` files with 0.
+    pub initial: Option<history::Value>,
+    /// Memory the search may use across all parts, in bytes (`--memory-limit`). `None`:
+    /// `FAULTLINE_MEMO_LIMIT_MB`, else 2 GiB.
+    pub memory_limit: Option<usize>,
 }
 
 /// Which sequential specification to check against.
@@ -124,13 +140,42 @@ pub fn check_file(
     model: Option<ModelKind>,
     opts: &CheckOptions,
 ) -> Result<CheckReport, Error> {
+    check_file_with(path, format, model, opts, &Settings::default())
+}
+
+/// [`check_file`] with test parameters and limits. `opts.timeout` is the budget of the whole
+/// call, reading included: a file still being read when it runs out gets `unknown`.
+pub fn check_file_with(
+    path: &Path,
+    format: Option<Format>,
+    model: Option<ModelKind>,
+    opts: &CheckOptions,
+    settings: &Settings,
+) -> Result<CheckReport, Error> {
     let parse_start = Instant::now();
-    let (history, format) = formats::load(path, format)?;
+    let deadline = opts.timeout.map(|t| parse_start + t);
+    let (history, format) = match formats::load_until(path, format, deadline)? {
+        formats::Loaded::History(h, f) => (h, f),
+        formats::Loaded::OutOfTime { format, line } => {
+            let mut report = CheckReport::read_timeout(model, line);
+            report.file = path.display().to_string();
+            report.format = format;
+            report.parse_seconds = parse_start.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    };
     let parse_seconds = parse_start.elapsed().as_secs_f64();
     let model = model.unwrap_or_else(|| ModelKind::for_history(&history));
-    let mut report = check_history(&history, model, opts).map_err(|p| Error::history(path, p))?;
+    let mut opts = opts.clone();
+    opts.timeout = opts
+        .timeout
+        .map(|t| t.saturating_sub(parse_start.elapsed()));
+    let mut report = check_inner(&history, model, &opts, settings).map_err(|e| match e {
+        (Some(line), p) => Error::input(path, line, p),
+        (None, p) => Error::history(path, p),
+    })?;
     report.file = path.display().to_string();
-    report.format = Some(format);
+    report.format = format;
     report.parse_seconds = parse_seconds;
     Ok(report)
 }
@@ -142,46 +187,79 @@ pub fn check_history(
     model: ModelKind,
     opts: &CheckOptions,
 ) -> Result<CheckReport, String> {
-    let initial = history
-        .register_initial
+    check_history_with(history, model, opts, &Settings::default())
+}
+
+/// [`check_history`] with test parameters and limits.
+pub fn check_history_with(
+    history: &History,
+    model: ModelKind,
+    opts: &CheckOptions,
+    settings: &Settings,
+) -> Result<CheckReport, String> {
+    check_inner(history, model, opts, settings).map_err(|e| match e {
+        (Some(line), p) => format!("line {line}: {p}"),
+        (None, p) => p,
+    })
+}
+
+/// A problem that stops a check, with the line it is about if there is one.
+type Refusal = (Option<usize>, String);
+
+fn check_inner(
+    history: &History,
+    model: ModelKind,
+    opts: &CheckOptions,
+    settings: &Settings,
+) -> Result<CheckReport, Refusal> {
+    let initial = settings
+        .initial
         .clone()
+        .or_else(|| history.register_initial.clone())
         .unwrap_or(history::Value::Nil);
+    if settings.initial.is_some() && model == ModelKind::Kv {
+        return Err((
+            None,
+            "--initial applies to register models; every kv key starts as the empty string"
+                .to_string(),
+        ));
+    }
     let single_object = matches!(model, ModelKind::Register | ModelKind::CasRegister);
     if single_object && history.keys.len() > 1 {
-        return Err(format!(
+        return Err((None, format!(
             "the history has {} keys but --model {} is a single register; use --model multi-register",
             history.keys.len(),
             model.name()
-        ));
+        )));
     }
-    match model {
-        ModelKind::Register => run(&Register::plain(initial), history, model, opts, false),
-        ModelKind::CasRegister => run(&Register::cas(initial), history, model, opts, false),
-        ModelKind::MultiRegister if opts.partition => {
-            run(&Register::cas(initial), history, model, opts, true)
-        }
-        ModelKind::MultiRegister => run(
-            &Keyed {
+    let memory = settings.memory_limit.unwrap_or_else(scheduler::memo_budget);
+    macro_rules! go {
+        ($model:expr, $by_key:expr) => {
+            run_model(&$model, history, model, opts, $by_key, memory)
+        };
+    }
+    let mut report = match model {
+        ModelKind::Register => go!(Register::plain(initial), false),
+        ModelKind::CasRegister => go!(Register::cas(initial), false),
+        ModelKind::MultiRegister if opts.partition => go!(Register::cas(initial), true),
+        ModelKind::MultiRegister => go!(
+            Keyed {
                 inner: Register::cas(initial),
                 keys: history.keys.clone(),
             },
-            history,
-            model,
-            opts,
-            false,
+            false
         ),
-        ModelKind::Kv if opts.partition => run(&Kv, history, model, opts, true),
-        ModelKind::Kv => run(
-            &Keyed {
+        ModelKind::Kv if opts.partition => go!(Kv, true),
+        ModelKind::Kv => go!(
+            Keyed {
                 inner: Kv,
                 keys: history.keys.clone(),
             },
-            history,
-            model,
-            opts,
-            false,
+            false
         ),
-    }
+    }?;
+    report.warnings = history.warnings.clone();
+    Ok(report)
 }
 
 /// One independent part of a history: the ops of one key, or all of them.
@@ -218,19 +296,22 @@ fn split(history: &History, by_key: bool) -> Vec<Part> {
     parts
 }
 
-fn run<M: Model>(
+fn run_model<M: Model>(
     model: &M,
     history: &History,
     kind: ModelKind,
     opts: &CheckOptions,
     by_key: bool,
-) -> Result<CheckReport, String> {
+    memory: usize,
+) -> Result<CheckReport, Refusal> {
     if let Some(op) = history.ops.iter().find(|o| !model.supports(&o.action)) {
-        return Err(format!(
-            "line {}: model {} has no {:?} operation (choose another with --model)",
-            op.call_line,
-            kind.name(),
-            op.action.f()
+        return Err((
+            Some(op.call_line),
+            format!(
+                "model {} has no {:?} operation (choose another with --model)",
+                kind.name(),
+                op.action.f()
+            ),
         ));
     }
     let start = Instant::now();
@@ -240,7 +321,8 @@ fn run<M: Model>(
         .iter()
         .map(|p| p.ids.iter().map(|&i| &history.ops[i as usize]).collect())
         .collect();
-    let outcomes = scheduler::check_parts(model, &op_lists, deadline, opts.fail_fast);
+    let outcomes =
+        scheduler::check_parts_within(model, &op_lists, deadline, opts.fail_fast, memory);
     let check_seconds = start.elapsed().as_secs_f64();
     let mut report = report::build(model, history, kind, &parts, &outcomes);
     report.partitioned = by_key;

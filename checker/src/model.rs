@@ -53,6 +53,20 @@ pub trait Model: Sync {
     fn may_become_legal_after(&self, _reset: &Op, _read: &Op) -> bool {
         true
     }
+
+    /// Whether linearizing `op` can leave a state in which a legal read *changes* the state
+    /// (a write of an unknown value — an `info` roll — which the first read after it fixes).
+    /// In a part holding such an op the search does not force legal reads, since taking a
+    /// read then commits to a value. The default, `false`, keeps reads forced.
+    fn leaves_state_unknown(&self, _op: &Op) -> bool {
+        false
+    }
+
+    /// Bytes a state owns on the heap beyond `size_of::<State>()` and not shared with other
+    /// states, for the memory budget (e.g. `Keyed`'s per-key array). Default 0.
+    fn heap_bytes(&self, _state: &Self::State) -> usize {
+        0
+    }
 }
 
 /// A 64-bit finalizer (MurmurHash3's): spreads the bits of a hash or an integer.

@@ -55,7 +55,8 @@ pub struct OpView {
     pub f: &'static str,
     /// E.g. `p3 cas 1->2 ok`.
     pub description: String,
-    /// `ok`, or `info` for an op that may take effect any time after its call, or never.
+    /// `ok`; `info` for an op that may take effect any time after its call, or never;
+    /// `fail` for an op that definitely did not happen (shown only to explain).
     pub completion: &'static str,
     pub call: u64,
     pub ret: Option<u64>,
@@ -73,6 +74,24 @@ impl OpView {
             f: op.action.f(),
             description: op.describe(),
             completion: if op.ret.is_some() { "ok" } else { "info" },
+            call: op.call,
+            ret: op.ret,
+            call_line: op.call_line,
+            ret_line: op.ret_line,
+        }
+    }
+
+    /// A failed op (`history.failed_ops[i]`); its id is `history.ops.len() + i`, so ids
+    /// stay unique within a report.
+    pub fn failed(history: &History, i: usize) -> Self {
+        let op: &Op = &history.failed_ops[i];
+        OpView {
+            id: history.ops.len() + i,
+            process: op.process,
+            key: history.key_name(op.key).map(str::to_string),
+            f: op.action.f(),
+            description: format!("{} fail", op.describe_call()),
+            completion: "fail",
             call: op.call,
             ret: op.ret,
             call_line: op.call_line,
@@ -111,8 +130,11 @@ pub struct InvalidPart {
     /// The longest linearizable prefix found, with the state after each step.
     pub linearization: Vec<LinearizedStep>,
     /// The part's ops around the failure (all of them for parts of up to 400 ops), for the
-    /// timeline.
+    /// timeline, then the failed ops that overlap the blocking op.
     pub timeline: Vec<OpView>,
+    /// Failed (`completion: "fail"`) and pending (`"info"`) ops of the part whose interval
+    /// overlaps the blocking op's: e.g. the only write of the value read, which failed.
+    pub overlapping: Vec<OpView>,
 }
 
 /// Why a part has no answer.
@@ -121,8 +143,20 @@ pub struct InvalidPart {
 pub enum UnknownReason {
     /// The `--timeout` ran out.
     Timeout,
-    /// The search's memo reached its memory budget (FAULTLINE_MEMO_LIMIT_MB).
+    /// The search reached its memory budget (`--memory-limit`, FAULTLINE_MEMO_LIMIT_MB).
     MemoryLimit,
+    /// The timeout ran out while the file was still being read.
+    ReadTimeout,
+}
+
+impl UnknownReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            UnknownReason::Timeout => "the timeout ran out",
+            UnknownReason::MemoryLimit => "the search reached its memory budget",
+            UnknownReason::ReadTimeout => "the timeout ran out while reading the file",
+        }
+    }
 }
 
 /// A part (key) that ran out of time or memory.
@@ -144,7 +178,9 @@ pub struct CheckReport {
     pub format: Option<Format>,
     pub model: ModelKind,
     pub verdict: Verdict,
-    /// Operations checked (completed `ok`, `info`, or never completed).
+    /// Operations checked (completed `ok`, `info`, or never completed). The text report's
+    /// "ops to linearize" are the completed ones, `ops - indefinite_ops`: those must be
+    /// placed; the others may be.
     pub ops: usize,
     /// Of those, ops that may take effect any time after their call, or never.
     pub indefinite_ops: usize,
@@ -160,6 +196,9 @@ pub struct CheckReport {
     pub check_seconds: f64,
     pub invalid: Vec<InvalidPart>,
     pub unknown: Vec<UnknownPart>,
+    /// What the reader tolerated (e.g. a torn last line dropped), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Parts larger than this get a timeline of the ops around the failure only.
@@ -191,6 +230,7 @@ pub(crate) fn build<M: Model>(
         check_seconds: 0.0,
         invalid: Vec::new(),
         unknown: Vec::new(),
+        warnings: Vec::new(),
     };
     for (part, outcome) in parts.iter().zip(outcomes) {
         let key = history.key_name(part.key).map(str::to_string);
@@ -219,7 +259,14 @@ pub(crate) fn build<M: Model>(
                     .iter()
                     .map(|&l| OpView::new(history, global(l)))
                     .collect();
-                let timeline = timeline(history, part, &linearization, &blocking);
+                let mut timeline = timeline(history, part, &linearization, &blocking);
+                let overlapping = overlapping(history, part, &blocking);
+                timeline.extend(
+                    overlapping
+                        .iter()
+                        .filter(|o| o.completion == "fail")
+                        .cloned(),
+                );
                 report.invalid.push(InvalidPart {
                     key,
                     ops: part.ids.len(),
@@ -228,6 +275,7 @@ pub(crate) fn build<M: Model>(
                     initial_state,
                     linearization,
                     timeline,
+                    overlapping,
                 });
             }
             SearchOutcome::GaveUp {
@@ -254,6 +302,28 @@ pub(crate) fn build<M: Model>(
         Verdict::Valid
     };
     report
+}
+
+/// Failed and pending ops of the part overlapping the blocking op (calls no later than its
+/// return, returns — if any — no earlier than its call), at most 50 of each.
+fn overlapping(history: &History, part: &Part, blocking: &OpView) -> Vec<OpView> {
+    let (from, to) = (blocking.call, blocking.ret.unwrap_or(u64::MAX));
+    let overlaps = |op: &Op| op.call <= to && op.ret.is_none_or(|r| r >= from);
+    let failed = history
+        .failed_ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| (part.key.is_none() || op.key == part.key) && overlaps(op))
+        .take(50)
+        .map(|(i, _)| OpView::failed(history, i));
+    let pending = part
+        .ids
+        .iter()
+        .map(|&i| i as usize)
+        .filter(|&i| history.ops[i].ret.is_none() && overlaps(&history.ops[i]))
+        .take(50)
+        .map(|i| OpView::new(history, i));
+    failed.chain(pending).collect()
 }
 
 /// The part's ops to draw: all of them for a small part, else those overlapping the window
@@ -303,9 +373,9 @@ impl CheckReport {
         let (verdict, model) = (self.verdict.as_str().to_uppercase(), self.model.name());
         let _ = writeln!(
             out,
-            "{}: {verdict} ({model}; {} ops, {} info, {} failed; {} part{}{}; parsed in {:.1} ms, checked in {:.1} ms)",
+            "{}: {verdict} ({model}; {} ops to linearize, {} info, {} failed; {} part{}{}; parsed in {:.1} ms, checked in {:.1} ms)",
             self.file,
-            self.ops,
+            self.ops - self.indefinite_ops,
             self.indefinite_ops,
             self.failed_ops,
             self.parts,
@@ -337,6 +407,18 @@ impl CheckReport {
                     others.join(", ")
                 );
             }
+            if !part.overlapping.is_empty() {
+                let ops: Vec<String> = part
+                    .overlapping
+                    .iter()
+                    .map(|p| format!("`{}` ({}, {})", p.description, p.completion, p.lines()))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    failed and pending ops overlapping it: {}",
+                    ops.join(", ")
+                );
+            }
             let n = part.linearization.len();
             let _ = writeln!(
                 out,
@@ -363,10 +445,7 @@ impl CheckReport {
             }
         }
         for part in &self.unknown {
-            let why = match part.reason {
-                UnknownReason::Timeout => "the timeout ran out",
-                UnknownReason::MemoryLimit => "the search's memo reached its memory budget",
-            };
+            let why = part.reason.describe();
             let _ = writeln!(
                 out,
                 "  {}: unknown: {why} ({} ops, at most {} linearized at once)",
@@ -382,7 +461,40 @@ impl CheckReport {
                 self.skipped_parts
             );
         }
+        for w in &self.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
         out
+    }
+
+    /// The report for a file whose reading ran out of time at `line`: `unknown`.
+    pub fn read_timeout(model: Option<ModelKind>, line: usize) -> CheckReport {
+        CheckReport {
+            file: String::new(),
+            format: None,
+            model: model.unwrap_or(ModelKind::CasRegister),
+            verdict: Verdict::Unknown,
+            ops: 0,
+            indefinite_ops: 0,
+            failed_ops: 0,
+            keys: 0,
+            partitioned: false,
+            parts: 0,
+            valid_parts: 0,
+            skipped_parts: 0,
+            parse_seconds: 0.0,
+            check_seconds: 0.0,
+            invalid: Vec::new(),
+            unknown: vec![UnknownPart {
+                key: None,
+                ops: 0,
+                reason: UnknownReason::ReadTimeout,
+                deepest: 0,
+            }],
+            warnings: vec![format!(
+                "reading stopped at line {line}: nothing was checked"
+            )],
+        }
     }
 
     /// One self-contained HTML page (no network fetches) for this report.

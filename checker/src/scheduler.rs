@@ -45,6 +45,17 @@ pub fn check_parts<'a, M: Model>(
     deadline: Option<Instant>,
     fail_fast: bool,
 ) -> Vec<SearchOutcome> {
+    check_parts_within(model, parts, deadline, fail_fast, memo_budget())
+}
+
+/// [`check_parts`] with a memory budget in bytes for all searches together.
+pub fn check_parts_within<'a, M: Model>(
+    model: &'a M,
+    parts: &[Vec<&'a Op>],
+    deadline: Option<Instant>,
+    fail_fast: bool,
+    memory_budget: usize,
+) -> Vec<SearchOutcome> {
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&p| parts[p].len());
     let queue: Mutex<VecDeque<Task<M>>> = Mutex::new(
@@ -60,7 +71,7 @@ pub fn check_parts<'a, M: Model>(
         deadline,
         cancel: &cancel,
         memo_bytes: &memo_bytes,
-        memo_budget: memo_budget(),
+        memo_budget: memory_budget,
     };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

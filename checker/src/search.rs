@@ -164,6 +164,9 @@ enum Attempt {
     Illegal,
     /// Legal, but the resulting (linearized set, state) was explored before.
     Seen,
+    /// A read that is legal only by changing the state (fixing an unknown value): not
+    /// forced in phase 1.
+    NotForcible,
 }
 
 struct Frame<S> {
@@ -188,15 +191,48 @@ struct Memo<S> {
     info_next: Vec<u32>,
     def_words: usize,
     info_words: usize,
-    /// Bytes not yet added to the shared counter (added in chunks to keep atomics rare).
-    unreported: usize,
+    /// Bytes of arena and table capacity, and of states' own heap, added to the shared
+    /// counter (`Limits::memo_bytes`).
     reported: usize,
+    /// States' heap bytes, all of them and at the last report (reported in 1 MiB chunks).
+    heap: usize,
+    heap_reported: usize,
+}
+
+/// What recording a node gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    New,
+    /// It, or one with a subset of its info ops, was there.
+    Seen,
+    /// Recording it would take the memo past the memory budget.
+    OverBudget,
+}
+
+/// Bytes a vector would allocate to make room for `extra` more elements (0 if it has room):
+/// it doubles, as `Vec` does, and reserving exactly that keeps the figure true.
+fn growth<T>(v: &Vec<T>, extra: usize) -> usize {
+    if v.len() + extra <= v.capacity() {
+        0
+    } else {
+        (v.capacity() * 2).max(v.len() + extra).max(1024) * std::mem::size_of::<T>()
+    }
+}
+
+/// Makes room for `extra` elements exactly as [`growth`] counted; `false` if the allocator
+/// refuses (never an abort).
+fn reserve<T>(v: &mut Vec<T>, extra: usize) -> bool {
+    if v.len() + extra <= v.capacity() {
+        return true;
+    }
+    let target = (v.capacity() * 2).max(v.len() + extra).max(1024);
+    v.try_reserve_exact(target - v.len()).is_ok()
 }
 
 impl<S: Eq + Clone> Memo<S> {
     fn new(def_words: usize, info_words: usize) -> Self {
         Memo {
-            table: HashTable::with_capacity(1024),
+            table: HashTable::new(),
             def_bits: Vec::new(),
             states: Vec::new(),
             info_first: Vec::new(),
@@ -204,20 +240,36 @@ impl<S: Eq + Clone> Memo<S> {
             info_next: Vec::new(),
             def_words,
             info_words,
-            unreported: 0,
             reported: 0,
+            heap: 0,
+            heap_reported: 0,
         }
     }
 
-    /// Records the node; `false` if it, or one with a subset of its info ops, was there.
+    /// Bytes the arenas and the table hold now (capacities: what is really allocated).
+    fn capacity_bytes(&self) -> usize {
+        self.def_bits.capacity() * 8
+            + self.states.capacity() * std::mem::size_of::<S>()
+            + self.info_first.capacity() * 4
+            + self.info_next.capacity() * 4
+            + self.info_bits.capacity() * 8
+            + table_bytes(self.table.capacity())
+    }
+
+    /// Records the node unless it, or one with a subset of its info ops, was there. Every
+    /// allocation is checked against the budget *before* it is made — the new buffer of a
+    /// doubling vector or table is counted while the old one still exists — so the memo
+    /// never passes `limits.memo_budget`, and an allocation failure is `OverBudget`, not
+    /// an abort. `heap` is what the state owns on the heap beyond its own size.
     fn insert_if_new(
         &mut self,
         hash: u64,
         def: &[u64],
         info: &[u64],
         state: &S,
-        shared: &AtomicUsize,
-    ) -> bool {
+        heap: usize,
+        limits: &Limits,
+    ) -> Insert {
         let (dw, iw) = (self.def_words, self.info_words);
         let Memo {
             table,
@@ -231,49 +283,72 @@ impl<S: Eq + Clone> Memo<S> {
                 h == hash && def_bits[k * dw..(k + 1) * dw] == *def && states[k] == *state
             })
             .map(|&(_, k)| k);
+        if let Some(k) = found {
+            let mut n = self.info_first[k as usize];
+            while n != NIL {
+                let seen = &self.info_bits[n as usize * iw..(n as usize + 1) * iw];
+                if seen.iter().zip(info).all(|(s, i)| s & !i == 0) {
+                    return Insert::Seen;
+                }
+                n = self.info_next[n as usize];
+            }
+        }
+        // Room first, then the insert.
+        let mut needed = growth(&self.info_bits, iw) + growth(&self.info_next, 1);
+        let new_key = found.is_none();
+        if new_key {
+            needed += growth(&self.def_bits, dw)
+                + growth(&self.states, 1)
+                + growth(&self.info_first, 1)
+                + heap;
+            if self.table.len() == self.table.capacity() {
+                needed += table_bytes((self.table.capacity() * 2).max(64));
+            }
+        }
+        if needed > 0 {
+            let used = limits.memo_bytes.load(Ordering::Relaxed);
+            if used + needed > limits.memo_budget {
+                return Insert::OverBudget;
+            }
+            let ok = reserve(&mut self.info_bits, iw)
+                && reserve(&mut self.info_next, 1)
+                && (!new_key
+                    || (reserve(&mut self.def_bits, dw)
+                        && reserve(&mut self.states, 1)
+                        && reserve(&mut self.info_first, 1)
+                        && self.table.try_reserve(1, |&(h, _)| h).is_ok()));
+            if !ok {
+                return Insert::OverBudget;
+            }
+        }
         let info_node = self.info_next.len() as u32;
-        let mut added = iw * 8 + 4;
         match found {
             Some(k) => {
-                let mut n = self.info_first[k as usize];
-                while n != NIL {
-                    let seen = &self.info_bits[n as usize * iw..(n as usize + 1) * iw];
-                    if seen.iter().zip(info).all(|(s, i)| s & !i == 0) {
-                        return false;
-                    }
-                    n = self.info_next[n as usize];
-                }
                 self.info_next.push(self.info_first[k as usize]);
                 self.info_first[k as usize] = info_node;
             }
             None => {
-                let k = states.len() as u32;
-                def_bits.extend_from_slice(def);
-                states.push(state.clone());
-                table.insert_unique(hash, (hash, k), |&(h, _)| h);
+                let k = self.states.len() as u32;
+                self.def_bits.extend_from_slice(def);
+                self.states.push(state.clone());
+                self.table.insert_unique(hash, (hash, k), |&(h, _)| h);
                 self.info_first.push(info_node);
                 self.info_next.push(NIL);
-                added += dw * 8 + 16 + 4 + std::mem::size_of::<S>();
+                self.heap += heap;
             }
         }
         self.info_bits.extend_from_slice(info);
-        self.unreported += added;
-        if self.unreported > 1 << 20 {
-            // Count what the arenas really hold (capacities, as vectors grow by doubling),
-            // plus a word per state for what a state may own on the heap.
-            let now = self.def_bits.capacity() * 8
-                + self.states.capacity() * (std::mem::size_of::<S>() + 8)
-                + self.info_first.capacity() * 4
-                + self.info_next.capacity() * 4
-                + self.info_bits.capacity() * 8
-                + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1);
+        if needed > 0 || self.heap - self.heap_reported > 1 << 20 {
+            let now = self.capacity_bytes() + self.heap;
+            self.heap_reported = self.heap;
             if now > self.reported {
-                shared.fetch_add(now - self.reported, Ordering::Relaxed);
+                limits
+                    .memo_bytes
+                    .fetch_add(now - self.reported, Ordering::Relaxed);
                 self.reported = now;
             }
-            self.unreported = 0;
         }
-        true
+        Insert::New
     }
 
     fn len(&self) -> usize {
@@ -284,6 +359,12 @@ impl<S: Eq + Clone> Memo<S> {
         shared.fetch_sub(self.reported, Ordering::Relaxed);
         self.reported = 0;
     }
+}
+
+/// Bytes of a hashbrown table of `capacity` entries: (u64, u32) slots padded to 16 bytes
+/// and one control byte each, over buckets = capacity · 8/7.
+fn table_bytes(capacity: usize) -> usize {
+    capacity * 8 / 7 * (std::mem::size_of::<(u64, u32)>() + 1)
 }
 
 /// One part's search, resumable.
@@ -301,6 +382,17 @@ pub struct Search<'a, M: Model> {
     call_entry: Vec<u32>,
     /// Per op: a read (changes no state), tried first and forced when legal.
     read_only: Vec<bool>,
+    /// Some op of the part can leave the state unknown ([`Model::leaves_state_unknown`]), so
+    /// a legal read may change the state: reads are then also tried in phase 2.
+    binding_reads: bool,
+    /// Per info op: the previous info op (in call order) identical to it — same key, same
+    /// action — or NIL. Identical pending ops are interchangeable, so the search treats a
+    /// class as a multiset: it takes a class's members in call order only (a member waits
+    /// until the one before it is linearized), and the linearized members of a class are
+    /// always a prefix of it, so the info bitset is a count per class. Sound: in any valid
+    /// order using m members, the first m by call can take their places (the k-th placed
+    /// one is placed after at least k members' calls).
+    class_prev: Vec<u32>,
     /// Per op: its bit in the definite or the info bitset, and its Zobrist word (0 for info
     /// ops, which the memo compares by subset instead).
     bit: Vec<u32>,
@@ -317,6 +409,8 @@ pub struct Search<'a, M: Model> {
     best: Option<(Vec<u32>, u32)>,
     deepest: usize,
     steps: u64,
+    /// The memo could not record a node within the memory budget.
+    out_of_memory: bool,
 }
 
 impl<'a, M: Model> Search<'a, M> {
@@ -374,6 +468,27 @@ impl<'a, M: Model> Search<'a, M> {
                 info += 1;
             }
         }
+        let mut class_prev = vec![NIL; ops.len()];
+        {
+            let mut last_of_class: rustc_hash::FxHashMap<
+                (Option<u32>, &crate::history::Action),
+                u32,
+            > = Default::default();
+            // Call entries are in call order, so walking the info list visits each class in
+            // call order.
+            let mut e = next[INFO_HEAD as usize];
+            while e != NIL {
+                let op = entry_op[e as usize];
+                let o = ops[op as usize];
+                if let Some(prev) = last_of_class.insert((o.key, &o.action), op) {
+                    if ops[prev as usize].outcome == o.outcome {
+                        class_prev[op as usize] = prev;
+                    }
+                }
+                e = next[e as usize];
+            }
+        }
+        let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
         let def_words = (definite as usize).div_ceil(64);
         let info_words = (info as usize).div_ceil(64);
         Search {
@@ -381,6 +496,8 @@ impl<'a, M: Model> Search<'a, M> {
             state: model.init(),
             cursor: Cursor::Reads(next[MAIN_HEAD as usize]),
             read_only: ops.iter().map(|o| o.action.is_read_only()).collect(),
+            binding_reads,
+            class_prev,
             ops,
             entry_op,
             entry_match,
@@ -400,6 +517,7 @@ impl<'a, M: Model> Search<'a, M> {
             best: None,
             deepest: 0,
             steps: 0,
+            out_of_memory: false,
         }
     }
 
@@ -419,6 +537,9 @@ impl<'a, M: Model> Search<'a, M> {
                 self.memo.release(limits.memo_bytes);
                 return Progress::Finished(SearchOutcome::Linearizable);
             }
+            if self.out_of_memory {
+                return self.give_up(GiveUp::MemoryLimit, limits);
+            }
             steps += 1;
             if steps.is_multiple_of(1024) {
                 self.steps += 1024;
@@ -437,8 +558,10 @@ impl<'a, M: Model> Search<'a, M> {
                     Cursor::Reads(self.next[e as usize])
                 }
                 Cursor::Reads(e) => {
-                    match self.try_linearize(e, Choice::Forced, limits.memo_bytes) {
+                    match self.try_linearize(e, Choice::Forced, limits) {
                         Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
+                        // Legal, but it would fix an unknown value: tried in phase 2.
+                        Attempt::NotForcible => Cursor::Reads(self.next[e as usize]),
                         Attempt::Illegal if self.read_is_hopeless(self.entry_match[e as usize]) => {
                             self.note_dead_end(self.entry_match[e as usize]);
                             Cursor::Backtrack
@@ -452,16 +575,23 @@ impl<'a, M: Model> Search<'a, M> {
                     entry: self.next[INFO_HEAD as usize],
                     bound: e,
                 },
-                // Phase 1 found every read here illegal.
-                Cursor::Main(e) if self.read_only[self.entry_op[e as usize] as usize] => {
+                // Phase 1 found every read here illegal (or, with unknown values about,
+                // legal only by fixing one: those are tried like any other op).
+                Cursor::Main(e)
+                    if self.read_only[self.entry_op[e as usize] as usize]
+                        && !self.binding_reads =>
+                {
                     Cursor::Main(self.next[e as usize])
                 }
-                Cursor::Main(e) => match self.try_linearize(e, Choice::Main, limits.memo_bytes) {
+                Cursor::Main(e) => match self.try_linearize(e, Choice::Main, limits) {
                     Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
                     _ => Cursor::Main(self.next[e as usize]),
                 },
-                Cursor::Info { entry, bound } if entry != NIL && entry < bound => {
-                    match self.try_linearize(entry, Choice::Info { bound }, limits.memo_bytes) {
+                // Identical info ops are one class, taken in call order (see `class_prev`).
+                Cursor::Info { entry, bound }
+                    if entry != NIL && entry < bound && !self.waits_for_its_class(entry) =>
+                {
+                    match self.try_linearize(entry, Choice::Info { bound }, limits) {
                         Attempt::Taken => Cursor::Reads(self.next[MAIN_HEAD as usize]),
                         _ => Cursor::Info {
                             entry: self.next[entry as usize],
@@ -469,6 +599,10 @@ impl<'a, M: Model> Search<'a, M> {
                         },
                     }
                 }
+                Cursor::Info { entry, bound } if entry != NIL && entry < bound => Cursor::Info {
+                    entry: self.next[entry as usize],
+                    bound,
+                },
                 Cursor::Info { bound, .. } => {
                     // Dead end: the op of `bound` must be linearized by now and nothing fits.
                     self.note_dead_end(bound);
@@ -532,6 +666,17 @@ impl<'a, M: Model> Search<'a, M> {
         true
     }
 
+    /// Whether the info op of call entry `e` has an identical op called before it that is
+    /// not linearized yet (then that one is taken first, see `class_prev`).
+    fn waits_for_its_class(&self, e: u32) -> bool {
+        let prev = self.class_prev[self.entry_op[e as usize] as usize];
+        if prev == NIL {
+            return false;
+        }
+        let bit = self.bit[prev as usize];
+        self.info_set[bit as usize / 64] & (1u64 << (bit % 64)) == 0
+    }
+
     fn give_up(&mut self, reason: GiveUp, limits: &Limits) -> Progress {
         self.memo.release(limits.memo_bytes);
         Progress::Finished(SearchOutcome::GaveUp {
@@ -553,11 +698,12 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     /// Tries to linearize the op of call entry `e` next; if taken it is lifted and pushed.
-    fn try_linearize(&mut self, e: u32, choice: Choice, shared: &AtomicUsize) -> Attempt {
+    fn try_linearize(&mut self, e: u32, choice: Choice, limits: &Limits) -> Attempt {
         let op = self.entry_op[e as usize] as usize;
         let step = self.model.step(&self.state, self.ops[op]);
         let next_state = match &step {
             Step::Illegal => return Attempt::Illegal,
+            Step::Next(_) if choice == Choice::Forced => return Attempt::NotForcible,
             // An info op that changes nothing here is the same as never happening, which
             // the search already covers by leaving it out.
             Step::Same if matches!(choice, Choice::Info { .. }) => return Attempt::Illegal,
@@ -572,12 +718,21 @@ impl<'a, M: Model> Search<'a, M> {
         );
         flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
         let hash = *sets.2 ^ mix64(self.model.hash(next_state));
-        if !self
+        let heap = self.model.heap_bytes(next_state);
+        match self
             .memo
-            .insert_if_new(hash, sets.0, sets.1, next_state, shared)
+            .insert_if_new(hash, sets.0, sets.1, next_state, heap, limits)
         {
-            flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
-            return Attempt::Seen;
+            Insert::New => {}
+            Insert::Seen => {
+                flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+                return Attempt::Seen;
+            }
+            Insert::OverBudget => {
+                flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+                self.out_of_memory = true;
+                return Attempt::Seen;
+            }
         }
         let previous = match step {
             Step::Next(s) => Some(std::mem::replace(&mut self.state, s)),

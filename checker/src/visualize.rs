@@ -4,7 +4,7 @@
 //! the op that breaks it in red and the other candidates in orange, and lists the steps with
 //! the model state after each.
 
-use crate::report::{CheckReport, InvalidPart, OpView, UnknownReason, Verdict};
+use crate::report::{CheckReport, InvalidPart, OpView, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -97,13 +97,10 @@ fn report_section(out: &mut String, r: &CheckReport) {
     if !r.unknown.is_empty() {
         out.push_str("<h3>Parts without an answer</h3><ul>");
         for u in &r.unknown {
-            let why = match u.reason {
-                UnknownReason::Timeout => "timeout",
-                UnknownReason::MemoryLimit => "memo memory budget",
-            };
+            let why = u.reason.describe();
             let _ = write!(
                 out,
-                "<li>{}: {} ops, ran out of {why} with at most {} linearized</li>",
+                "<li>{}: {} ops, unknown: {why}; at most {} linearized at once</li>",
                 esc(u.key.as_deref().unwrap_or("whole history")),
                 u.ops,
                 u.deepest
@@ -171,6 +168,25 @@ fn invalid_section(out: &mut String, part: &InvalidPart) {
             others.join("; ")
         );
     }
+    if !part.overlapping.is_empty() {
+        let ops: Vec<String> = part
+            .overlapping
+            .iter()
+            .map(|p| {
+                format!(
+                    "<span class=\"muted\">{} ({}, line {})</span>",
+                    esc(&p.description),
+                    p.completion,
+                    lines(p)
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<p>Failed and pending ops overlapping it (greyed in the timeline): {}</p>",
+            ops.join("; ")
+        );
+    }
 }
 
 fn lines(op: &OpView) -> String {
@@ -211,7 +227,7 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
     let (dx, lane_h, left) = (26.0, 26.0, 8.0);
     let width = left + dx * (positions.len() as f64 + 2.0);
     let height = lane_h * lanes.len() as f64 + 30.0;
-    out.push_str("<div class=\"legend\"><span><i class=\"sw\" style=\"background:#66bb6a\"></i>in the longest linearization (step number)</span><span><i class=\"sw\" style=\"background:#e53935\"></i>cannot be linearized</span><span><i class=\"sw\" style=\"background:#ffa726\"></i>other candidates</span><span><i class=\"sw\" style=\"background:#bdbdbd\"></i>other ops</span><span>dashed: info / never completed</span></div>");
+    out.push_str("<div class=\"legend\"><span><i class=\"sw\" style=\"background:#66bb6a\"></i>in the longest linearization (step number)</span><span><i class=\"sw\" style=\"background:#e53935\"></i>cannot be linearized</span><span><i class=\"sw\" style=\"background:#ffa726\"></i>other candidates</span><span><i class=\"sw\" style=\"background:#bdbdbd\"></i>other ops</span><span>dashed: info / never completed</span><span><i class=\"sw\" style=\"background:#f5f5f5;border:1px dotted #999\"></i>failed (did not happen)</span></div>");
     // Lane names in their own column, so they stay in view when the lanes scroll.
     let _ = write!(
         out,
@@ -243,12 +259,16 @@ fn timeline_svg(out: &mut String, part: &InvalidPart) {
             ("#e53935", "✗".to_string())
         } else if let Some(step) = step_of.get(&op.id) {
             ("#66bb6a", step.to_string())
+        } else if op.completion == "fail" {
+            ("#f5f5f5", "fail".to_string())
         } else if pending.contains(&op.id) {
             ("#ffa726", String::new())
         } else {
             ("#bdbdbd", String::new())
         };
-        let dash = if op.ret.is_none() {
+        let dash = if op.completion == "fail" {
+            " stroke=\"#999\" stroke-dasharray=\"1 2\""
+        } else if op.ret.is_none() {
             " stroke=\"#555\" stroke-dasharray=\"4 3\" fill-opacity=\"0.5\""
         } else {
             ""

@@ -227,6 +227,55 @@ proptest! {
 
 }
 
+/// Ops over two values with many identical pending ones (info writes of the same value,
+/// info rolls), ok rolls that return their value, and reads: the multiset treatment of
+/// identical pending ops and the unknown value an info roll writes must agree with trying
+/// every order.
+fn pending_op_strategy() -> impl Strategy<Value = Op> {
+    let v = || (1i64..3).prop_map(Value::Int);
+    let action = prop_oneof![
+        2 => Just(Action::Read),
+        3 => v().prop_map(Action::Write),
+        2 => Just(Action::Roll),
+        1 => (v(), v()).prop_map(|(from, to)| Action::Cas { from, to }),
+    ];
+    (action, v(), 0u64..10, 0u64..5, prop::bool::weighted(0.45)).prop_map(
+        |(action, read, call, duration, info)| {
+            let info = info && action != Action::Read;
+            let outcome = match (&action, info) {
+                (_, true) => Outcome::Unknown,
+                (Action::Read | Action::Roll, false) => Outcome::Read(read),
+                _ => Outcome::Ok,
+            };
+            Op {
+                process: 0,
+                key: Some(0),
+                action,
+                outcome,
+                call,
+                ret: (!info).then_some(call + duration),
+                call_line: 0,
+                ret_line: None,
+            }
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(800))]
+
+    #[test]
+    fn agrees_with_brute_force_with_identical_pending_ops_and_rolls(ops in prop::collection::vec(pending_op_strategy(), 1..=8)) {
+        let h = history(ops, 1);
+        let expected = brute_verdict(&h);
+        for partition in [true, false] {
+            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
+        }
+    }
+}
+
 proptest! {
     // Pending appends that never took effect are the kv model's hard case (each one is a
     // distinct state the search must rule out), so these histories are kept small for CI.

@@ -758,6 +758,8 @@ fn faultline_check_judges_snapshot_files() {
         model: None,
         format: None,
         timeout: None,
+        initial: None,
+        memory_limit: None,
         json: true,
         html,
         fail_fast: false,

@@ -4,26 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::{Args, ValueEnum};
+use nodes::Bug;
 use workloads::WorkloadKind;
 
-use crate::bank::{BankPlan, Channels, SnapshotAlgo};
-use crate::nemesis::{self, FaultKind};
+use crate::bank::{Channels, SnapshotAlgo};
+use crate::fault::{self, FaultKind};
+use crate::system::{System, SystemKind};
+use crate::workload::Workload;
 
+pub use crate::backend::BackendKind;
 /// The replication mode is the nodes' own flag, passed to every node.
 pub use nodes::Mode;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendKind {
-    /// Private user + network + PID namespaces; no Docker, no root needed.
-    Sandbox,
-    /// One container per node on an internal Docker network the run creates and removes
-    /// (image faultline:latest, see scripts/docker-image.sh).
-    Docker,
-    /// The node containers of the docker-compose.yml project this harness runs in
-    /// (see docker-compose.yml); partitions via the nodes' /admin/isolate; no packet faults.
-    Compose,
-}
 
 /// Start a cluster, drive concurrent clients while a nemesis injects faults, record the
 /// history, check it and write a results folder.
@@ -32,6 +26,19 @@ pub enum BackendKind {
     after_help = "Exit status: 0 valid, 1 invalid, 2 unknown, 3 or more: error (bad usage, sandbox not available, cluster did not start)."
 )]
 pub struct RunArgs {
+    /// The system under test.
+    #[arg(long, value_enum, default_value_t = SystemKind::Faultline)]
+    pub system: SystemKind,
+
+    /// etcd: the etcd binary (3.4) [default: $FAULTLINE_ETCD_BIN, else /usr/bin/etcd].
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+
+    /// etcd: how reads are served — linearizable (read index) or serializable (the
+    /// member's local state) [default: linearizable].
+    #[arg(long, value_enum)]
+    pub read_consistency: Option<crate::system::etcd::ReadConsistency>,
+
     /// Replication mode of the nodes.
     #[arg(long, value_enum, default_value_t = Mode::Passive)]
     pub mode: Mode,
@@ -45,19 +52,21 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
 
-    /// Run every node with this named bug (repeatable), e.g. stale-read, ack-before-commit.
+    /// Run every node with this named bug (repeatable), e.g. stale-read, ack-before-commit;
+    /// a bug must exist in --mode.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
 
-    /// Client workers (Jepsen processes); worker i talks to node i mod --nodes.
+    /// Client workers (Jepsen processes, 1..=10000); worker i talks to node i mod --nodes.
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
 
-    /// Target ops/s over all workers, with randomized stagger; 0 = as fast as possible.
+    /// Target ops/s over all workers (0..=1000000), with randomized stagger; 0 = as fast as
+    /// possible.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
 
-    /// Number of keys for the kv workload.
+    /// Number of keys for the kv workload (1..=1000000).
     #[arg(long, default_value_t = 8)]
     pub keys: usize,
 
@@ -88,7 +97,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Sandbox)]
     pub backend: BackendKind,
 
-    /// Per-op deadline in milliseconds; a write past it is recorded as `info`.
+    /// Per-op deadline in milliseconds (1..=3600000); a write past it is recorded as `info`.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub op_timeout: u64,
 
@@ -122,17 +131,50 @@ pub struct RunArgs {
     pub initial_balance: Option<i64>,
 }
 
+/// Why a run was refused before anything started: one line naming the flag and what it
+/// accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("--{flag} must be {expected}, got {got}")]
+    OutOfRange {
+        flag: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("--bug {name}: no such bug; known bugs: {known}")]
+    UnknownBug { name: String, known: String },
+    #[error("--bug {name} exists only in {exists_in}, not in --mode {mode}; {mode} mode's bugs: {known}")]
+    BugNotInMode {
+        name: &'static str,
+        exists_in: String,
+        mode: &'static str,
+        known: String,
+    },
+    /// A combination the workload, system or backend cannot run.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Workload(#[from] crate::workload::WorkloadError),
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
     s.parse()
 }
 
-/// A validated run.
+/// A validated run: the system under test, the workload, and how to run them.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub system: Arc<dyn System>,
+    pub workload: Arc<dyn Workload>,
     pub mode: Mode,
-    pub workload: WorkloadKind,
     pub nodes: usize,
-    pub bugs: Vec<String>,
+    pub bugs: Vec<Bug>,
     pub concurrency: usize,
     pub rate: f64,
     pub keys: usize,
@@ -145,95 +187,161 @@ pub struct Plan {
     pub op_timeout: Duration,
     pub name: String,
     pub check_timeout: Duration,
-    /// Set exactly when the workload is bank.
-    pub bank: Option<BankPlan>,
 }
 
-fn positive_secs(flag: &str, s: f64) -> Result<Duration, String> {
+/// A positive, finite number of seconds below ~4 months (a `Duration` cannot hold more
+/// than that safely in every sum the run makes).
+pub fn positive_secs(flag: &'static str, s: f64) -> Result<Duration, PlanError> {
     if s.is_finite() && s > 0.0 && s < 1e7 {
         Ok(Duration::from_secs_f64(s))
     } else {
-        Err(format!(
-            "--{flag} must be a positive number of seconds, got {s}"
-        ))
+        Err(PlanError::OutOfRange {
+            flag,
+            expected: "a positive number of seconds (below 10^7)",
+            got: s.to_string(),
+        })
     }
 }
 
-/// The bank flags, validated; `None` for the other workloads, which must not be given them.
-fn bank_plan(args: &RunArgs) -> Result<Option<BankPlan>, String> {
-    if args.workload != WorkloadKind::Bank {
-        let given = [
-            ("--channels", args.channels.is_some()),
-            ("--snapshot-interval", args.snapshot_interval.is_some()),
-            ("--snapshot-timeout", args.snapshot_timeout.is_some()),
-            ("--snapshot-algo", args.snapshot_algo.is_some()),
-            ("--initial-balance", args.initial_balance.is_some()),
-        ];
-        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
-            return Err(format!(
-                "{flag} only applies to --workload bank (this run's workload is {})",
-                args.workload.name()
-            ));
-        }
-        return Ok(None);
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    flag: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    expected: &'static str,
+) -> Result<T, PlanError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(PlanError::OutOfRange {
+            flag,
+            expected,
+            got: value.to_string(),
+        })
     }
-    if args.nodes < 2 {
-        return Err(format!(
-            "--workload bank needs at least 2 nodes to move money between, got --nodes {}",
-            args.nodes
-        ));
+}
+
+/// The bugs a node in `mode` can run: the mode's own and the mode-free (bank) ones.
+pub fn bugs_in(mode: Mode) -> Vec<Bug> {
+    Bug::value_variants()
+        .iter()
+        .copied()
+        .filter(|b| b.mode().is_none_or(|m| m == mode))
+        .collect()
+}
+
+fn bug_list(bugs: &[Bug]) -> String {
+    bugs.iter()
+        .map(|b| match b.mode() {
+            Some(_) => b.name().to_string(),
+            None => format!("{} (bank)", b.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every known bug, by mode.
+fn known_bugs() -> String {
+    let mut parts: Vec<String> = Mode::value_variants()
+        .iter()
+        .map(|m| {
+            let own: Vec<Bug> = Bug::value_variants()
+                .iter()
+                .copied()
+                .filter(|b| b.mode() == Some(*m))
+                .collect();
+            format!("{}: {}", m.name(), bug_list(&own))
+        })
+        .collect();
+    let any: Vec<Bug> = Bug::value_variants()
+        .iter()
+        .copied()
+        .filter(|b| b.mode().is_none())
+        .collect();
+    if !any.is_empty() {
+        parts.push(format!("any mode: {}", bug_list(&any)));
     }
-    let initial_balance = args.initial_balance.unwrap_or(1000);
-    if !(1..=1_000_000_000_000).contains(&initial_balance) {
-        return Err(format!(
-            "--initial-balance must be between 1 and 10^12, got {initial_balance}"
-        ));
+    parts.join("; ")
+}
+
+/// `--bug NAME` for `mode`: a known bug that exists in that mode.
+pub fn parse_bug(name: &str, mode: Mode) -> Result<Bug, PlanError> {
+    let bug = Bug::value_variants()
+        .iter()
+        .copied()
+        .find(|b| b.name() == name)
+        .ok_or_else(|| PlanError::UnknownBug {
+            name: name.to_string(),
+            known: known_bugs(),
+        })?;
+    match bug.mode() {
+        Some(m) if m != mode => Err(PlanError::BugNotInMode {
+            name: bug.name(),
+            exists_in: format!("{} mode", m.name()),
+            mode: mode.name(),
+            known: bug_list(&bugs_in(mode)),
+        }),
+        _ => Ok(bug),
     }
-    Ok(Some(BankPlan {
-        channels: args.channels.unwrap_or(Channels::Fifo),
-        algo: args.snapshot_algo.unwrap_or(SnapshotAlgo::ChandyLamport),
-        snapshot_interval: positive_secs(
-            "snapshot-interval",
-            args.snapshot_interval.unwrap_or(2.0),
-        )?,
-        snapshot_timeout: positive_secs("snapshot-timeout", args.snapshot_timeout.unwrap_or(3.0))?,
-        initial_balance,
-    }))
 }
 
 impl Plan {
-    pub fn from_args(args: RunArgs) -> Result<Self, String> {
-        if !(1..=50).contains(&args.nodes) {
-            return Err(format!(
-                "--nodes must be between 1 and 50, got {}",
-                args.nodes
-            ));
+    pub fn from_args(args: RunArgs) -> Result<Self, PlanError> {
+        let nodes = in_range("nodes", args.nodes, 1..=50, "between 1 and 50")?;
+        let concurrency = in_range(
+            "concurrency",
+            args.concurrency,
+            1..=10_000,
+            "between 1 and 10000",
+        )?;
+        if !(args.rate.is_finite() && (0.0..=1_000_000.0).contains(&args.rate)) {
+            return Err(PlanError::OutOfRange {
+                flag: "rate",
+                expected: "between 0 and 1000000 ops/s",
+                got: args.rate.to_string(),
+            });
         }
-        if !(1..=10_000).contains(&args.concurrency) {
-            return Err(format!(
-                "--concurrency must be between 1 and 10000, got {}",
-                args.concurrency
-            ));
-        }
-        if !(args.rate.is_finite() && args.rate >= 0.0) {
-            return Err(format!("--rate must be >= 0, got {}", args.rate));
-        }
-        if args.keys == 0 {
-            return Err("--keys must be at least 1".into());
-        }
-        if args.op_timeout == 0 {
-            return Err("--op-timeout must be at least 1 ms".into());
-        }
-        for bug in &args.bugs {
-            if bug.is_empty() || !bug.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(format!("--bug `{bug}`: expected a name like stale-read"));
+        let keys = in_range("keys", args.keys, 1..=1_000_000, "between 1 and 1000000")?;
+        let op_timeout = in_range(
+            "op-timeout",
+            args.op_timeout,
+            1..=3_600_000,
+            "between 1 and 3600000 ms",
+        )?;
+        let time_limit = positive_secs("time-limit", args.time_limit)?;
+        let nemesis_interval = positive_secs("nemesis-interval", args.nemesis_interval)?;
+        let check_timeout = positive_secs("check-timeout", args.check_timeout)?;
+        args.system.check_bugs(&args.bugs)?;
+        let mut bugs = Vec::new();
+        for name in &args.bugs {
+            let bug = parse_bug(name, args.mode)?;
+            if !bugs.contains(&bug) {
+                bugs.push(bug);
             }
         }
-        let nemesis = nemesis::parse_list(&args.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
-        let bank = bank_plan(&args)?;
+        let nemesis = fault::parse_list(&args.nemesis)
+            .map_err(|e| PlanError::Invalid(format!("--nemesis: {e}")))?;
+        let workload = crate::workload::build(&args)?;
+        let system = crate::system::build(&args, &bugs, workload.node_flags())?;
+        workload.supports_system(system.name())?;
+        for &kind in &nemesis {
+            args.backend.supports(kind)?;
+            system.supports(kind)?;
+        }
         let name = match args.name {
-            Some(name) if !name.is_empty() && !name.contains('/') && name != "latest" => name,
-            Some(name) => return Err(format!("--name `{name}`: must be a plain folder name")),
+            Some(name)
+                if !name.is_empty()
+                    && !name.contains('/')
+                    && name != "latest"
+                    && name != "."
+                    && name != ".." =>
+            {
+                name
+            }
+            Some(name) => {
+                return Err(PlanError::Invalid(format!(
+                    "--name `{name}`: must be a plain folder name"
+                )))
+            }
             None => {
                 let faults = if nemesis.is_empty() {
                     "none".to_string()
@@ -244,39 +352,34 @@ impl Plan {
                         .collect::<Vec<_>>()
                         .join("+")
                 };
-                let mut name = format!("{}-{}-{}", args.mode.name(), args.workload.name(), faults);
-                if let Some(bank) = &bank {
-                    if bank.channels != Channels::Fifo {
-                        name.push_str(&format!("-{}", bank.channels.name()));
-                    }
-                    if bank.algo != SnapshotAlgo::ChandyLamport {
-                        name.push_str(&format!("-{}", bank.algo.name()));
-                    }
+                let mut name = format!("{}-{}-{}", system.label(), workload.name(), faults);
+                for tag in workload.name_tags() {
+                    name.push_str(&format!("-{tag}"));
                 }
-                for bug in &args.bugs {
-                    name.push_str(&format!("-{bug}"));
+                for bug in &bugs {
+                    name.push_str(&format!("-{}", bug.name()));
                 }
                 name
             }
         };
         Ok(Self {
+            system,
+            workload,
             mode: args.mode,
-            workload: args.workload,
-            nodes: args.nodes,
-            bugs: args.bugs,
-            concurrency: args.concurrency,
+            nodes,
+            bugs,
+            concurrency,
             rate: args.rate,
-            keys: args.keys,
-            time_limit: positive_secs("time-limit", args.time_limit)?,
+            keys,
+            time_limit,
             nemesis,
-            nemesis_interval: positive_secs("nemesis-interval", args.nemesis_interval)?,
+            nemesis_interval,
             seed: args.seed.unwrap_or_else(rand::random),
             store: args.store,
             backend: args.backend,
-            op_timeout: Duration::from_millis(args.op_timeout),
+            op_timeout: Duration::from_millis(op_timeout),
             name,
-            check_timeout: positive_secs("check-timeout", args.check_timeout)?,
-            bank,
+            check_timeout,
         })
     }
 
@@ -287,5 +390,109 @@ impl Plan {
         } else {
             Duration::from_secs_f64(self.concurrency as f64 / self.rate)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn plan(args: &[&str]) -> Result<Plan, PlanError> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .expect("flags parse");
+        Plan::from_args(cli.run)
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        match plan(args) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_misspelt_bug_is_refused_naming_the_known_bugs_per_mode() {
+        let e = refusal(&["--bug", "stale-raed"]);
+        assert!(e.contains("stale-raed") && e.contains("no such bug"), "{e}");
+        assert!(e.contains("passive: stale-read"), "{e}");
+        assert!(e.contains("active: deliver-unagreed"), "{e}");
+    }
+
+    #[test]
+    fn a_bug_of_another_mode_is_refused_naming_this_modes_bugs() {
+        let e = refusal(&["--mode", "active", "--bug", "stale-read"]);
+        assert!(e.contains("only in passive mode"), "{e}");
+        assert!(e.contains("active mode's bugs: deliver-unagreed"), "{e}");
+        assert!(!e.contains("stale-read,"), "{e}");
+        assert!(plan(&["--mode", "active", "--bug", "deliver-unagreed"]).is_ok());
+        assert!(plan(&["--bug", "marker-after-send", "--workload", "bank"]).is_ok());
+    }
+
+    #[test]
+    fn every_out_of_range_value_is_refused_naming_its_flag() {
+        for (args, flag) in [
+            (&["--nodes", "0"][..], "--nodes"),
+            (&["--nodes", "51"][..], "--nodes"),
+            (&["--concurrency", "0"][..], "--concurrency"),
+            (&["--concurrency", "10001"][..], "--concurrency"),
+            (&["--rate=-1"][..], "--rate"),
+            (&["--rate", "NaN"][..], "--rate"),
+            (&["--rate", "1e9"][..], "--rate"),
+            (&["--keys", "0"][..], "--keys"),
+            (&["--op-timeout", "0"][..], "--op-timeout"),
+            (&["--time-limit", "0"][..], "--time-limit"),
+            (&["--time-limit", "inf"][..], "--time-limit"),
+            (&["--nemesis-interval=-2"][..], "--nemesis-interval"),
+            (&["--check-timeout", "0"][..], "--check-timeout"),
+            (&["--name", ".."][..], "--name"),
+        ] {
+            let e = refusal(args);
+            assert!(e.contains(flag), "{args:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_nemesis_the_backend_cannot_do_is_refused() {
+        let e = refusal(&["--backend", "compose", "--nemesis", "partition,packet"]);
+        assert!(e.contains("packet") && e.contains("compose"), "{e}");
+        assert!(plan(&["--backend", "docker", "--nemesis", "packet"]).is_ok());
+    }
+
+    #[test]
+    fn bank_flags_belong_to_the_bank() {
+        let e = refusal(&["--channels", "unordered"]);
+        assert!(e.contains("only applies to --workload bank"), "{e}");
+        let e = refusal(&["--workload", "bank", "--nodes", "1"]);
+        assert!(e.contains("at least 2 nodes"), "{e}");
+    }
+
+    #[test]
+    fn the_default_name_is_made_of_the_parts() {
+        let p = plan(&[
+            "--workload",
+            "bank",
+            "--channels",
+            "unordered",
+            "--nemesis",
+            "kill,partition",
+            "--bug",
+            "marker-after-send",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.name,
+            "passive-bank-partition+kill-unordered-marker-after-send"
+        );
+        let p = plan(&["--mode", "active"]).unwrap();
+        assert_eq!(p.name, "active-kv-partition");
+        assert_eq!(p.system.name(), "faultline");
     }
 }

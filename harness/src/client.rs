@@ -41,6 +41,9 @@ pub struct HttpClient {
     /// Idle keep-alive connections per node.
     idle: Vec<Mutex<Vec<TcpStream>>>,
     status_http: reqwest::Client,
+    /// The cluster secret, sent on every request off the op path (admin, status, bank
+    /// control calls); the op path is the open client API.
+    secret: Option<String>,
 }
 
 /// A parsed response.
@@ -48,6 +51,30 @@ pub(crate) struct Response {
     pub status: u16,
     pub body: Vec<u8>,
     pub keep_alive: bool,
+}
+
+/// Why a request off the op path (status, metrics, admin and bank control calls) got no
+/// usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No response: timeout, connection refused or reset (the text says which).
+    #[error("{0}")]
+    NoAnswer(String),
+    /// A response with an unexpected status.
+    #[error("{method} {path}: HTTP {status}: {body}")]
+    Status {
+        method: &'static str,
+        path: String,
+        status: u16,
+        body: String,
+    },
+    /// A 200 whose body is not what the route promises.
+    #[error("{method} {path}: bad body: {why}")]
+    BadBody {
+        method: &'static str,
+        path: String,
+        why: String,
+    },
 }
 
 /// Why an exchange failed, and whether the request can have reached the node.
@@ -69,6 +96,23 @@ impl HttpClient {
             addrs: addrs.to_vec(),
             idle: addrs.iter().map(|_| Mutex::new(Vec::new())).collect(),
             status_http,
+            secret: None,
+        }
+    }
+
+    /// Sends `secret` in `x-faultline-secret` on every control request from now on.
+    pub fn with_secret(mut self, secret: Option<String>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    /// A control request to `path` on node `node`, with the cluster secret.
+    fn control(&self, method: reqwest::Method, node: usize, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("http://{}{path}", self.addrs[node]);
+        let request = self.status_http.request(method, url);
+        match &self.secret {
+            Some(secret) => request.header(crate::system::faultline::SECRET_HEADER, secret),
+            None => request,
         }
     }
 
@@ -79,10 +123,8 @@ impl HttpClient {
 
     /// `GET /status` of node `node`, or `None` if it does not answer within `timeout`.
     pub async fn status(&self, node: usize, timeout: Duration) -> Option<serde_json::Value> {
-        let url = format!("http://{}/status", self.addrs[node]);
         let resp = self
-            .status_http
-            .get(url)
+            .control(reqwest::Method::GET, node, "/status")
             .timeout(timeout)
             .send()
             .await
@@ -102,19 +144,47 @@ impl HttpClient {
         path: &str,
         body: Option<&serde_json::Value>,
         timeout: Duration,
-    ) -> Result<(u16, serde_json::Value), String> {
-        let url = format!("http://{}{path}", self.addrs[node]);
-        let mut request = self.status_http.request(method, url).timeout(timeout);
+    ) -> Result<(u16, serde_json::Value), RequestError> {
+        let mut request = self.control(method, node, path).timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let resp = request.send().await.map_err(|e| describe_reqwest(&e))?;
+        let no_answer = |e: reqwest::Error| RequestError::NoAnswer(describe_reqwest(&e));
+        let resp = request.send().await.map_err(no_answer)?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| describe_reqwest(&e))?;
+        let bytes = resp.bytes().await.map_err(no_answer)?;
         Ok((
             status,
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         ))
+    }
+
+    /// `GET path` on node `node` as text (e.g. `/metrics`); `Err` says why not 200.
+    pub async fn get_text(
+        &self,
+        node: usize,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        let no_answer = |e: reqwest::Error| RequestError::NoAnswer(describe_reqwest(&e));
+        let resp = self
+            .control(reqwest::Method::GET, node, path)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(no_answer)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(no_answer)?;
+        if status == 200 {
+            Ok(text)
+        } else {
+            Err(RequestError::Status {
+                method: "GET",
+                path: path.to_string(),
+                status,
+                body: text.trim().to_string(),
+            })
+        }
     }
 
     /// An idle connection to `node` that the node has not closed, or a new one.

@@ -3,47 +3,50 @@
 //! `faultline run`: start a real cluster, drive concurrent clients against it while a
 //! nemesis injects faults, record the history, check it and write a results folder.
 //!
-//! ## Layout
-//! - `cli` — the flags (`RunArgs`) and the validated `Plan`.
-//! - `sandbox` — the private user + network + PID namespace the run lives in, and the
-//!   per-node network namespaces inside it (`sandbox::network`).
-//! - `backend` — the `Backend` trait (node lifecycle, partitions, packet faults) and its
-//!   sandbox implementation.
-//! - `client` — the HTTP `workloads::Client` for faultline's nodes: what each response proves.
-//! - `bank` — the bank workload: transfer clients, the snapshot task, the money checks.
-//! - `worker` — one Jepsen process: generator → client → history.
-//! - `nemesis` — the fault schedule; `grudge` plans partitions, `packet` delays packets.
-//! - `history` — the streaming `history.jsonl` recorder and the one clock.
-//! - `check` — the checker stage (linearizability via the `checker` crate).
-//! - `report` — `results.json` and the self-contained `report.html`.
-//! - `progress` — the live progress line.
-//! - `test_run` — one test from start to verdict, in that order.
-//! - `campaign` — `faultline campaign`: a matrix of runs, each its own `faultline run`.
+//! A test is a value made of parts (Jepsen's shape), assembled in `cli::Plan`:
 //!
-//! The generator (workloads), client, nemesis and checker meet only in `test_run`, so
-//! each can be replaced alone, as in Jepsen.
+//! - `system` — the system under test: how each node is launched, its client, leader
+//!   discovery, metrics (`System`, `Cluster`); faultline's own nodes are the first.
+//! - `workload` — what clients do and what judges it, with its own phases (start, stop,
+//!   settle, judge); `workload::register` (kv, register) and `bank`.
+//! - `checkers` — the list of checkers a run's verdict combines.
+//! - `backend` — where the nodes run and how faults reach them (sandbox, docker, compose),
+//!   with the packet delayer (`backend::packet`).
+//! - `nemesis` — the seeded fault schedule (`Planner`) and its application (`Nemesis`);
+//!   `fault` is the vocabulary it shares with the backends.
+//!
+//! And the machinery: `cli` (flags → `Plan`), `sandbox` (the private namespaces the run
+//! lives in), `client` (the HTTP client for faultline's nodes), `worker` (one Jepsen
+//! process), `history` (the streaming recorder), `store` (results folders), `report`
+//! (`results.json`, `report.html`), `progress` (the live line) and `test_run` (the
+//! pipeline: calls the parts' phases in order, knowing none of them).
+//! `campaign` runs a matrix of tests, each its own `faultline run` process.
 
 pub mod backend;
 pub mod bank;
 pub mod campaign;
-pub mod check;
+pub mod checkers;
 pub mod cli;
 pub mod client;
-pub mod etcd;
+pub mod fault;
 pub mod history;
 pub mod nemesis;
 pub mod progress;
 pub mod report;
 pub mod sandbox;
+pub mod store;
+pub mod system;
 pub mod test_run;
 pub mod worker;
+pub mod workload;
 
 pub use cli::RunArgs;
 
 /// Exit code for every error that is not a verdict.
 pub const EXIT_ERROR: i32 = 3;
 
-/// Runs a test; returns the process exit code (0 valid, 1 invalid, 2 unknown, 3+ error).
+/// Runs a test; returns the process exit code (0 valid, 1 invalid, 2 unknown, 3 error,
+/// 4 cut short but not invalid).
 ///
 /// Must be called before any thread is started: the sandbox needs a single-threaded
 /// process to create its user namespace.
@@ -55,42 +58,18 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_ERROR;
         }
     };
+    if let Err(e) = backend::preflight(plan.backend, &plan.nemesis) {
+        eprintln!("faultline run: {e}");
+        return EXIT_ERROR;
+    }
     match plan.backend {
-        cli::BackendKind::Sandbox => {
-            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
-            if let Err(e) = sandbox::preflight(packet_faults) {
+        backend::BackendKind::Sandbox => match sandbox::enter(move || test_run::run(plan)) {
+            Ok(code) => code,
+            Err(e) => {
                 eprintln!("faultline run: {e}");
-                return EXIT_ERROR;
+                EXIT_ERROR
             }
-            let exe = match std::env::current_exe() {
-                Ok(exe) => exe,
-                Err(e) => {
-                    eprintln!("faultline run: cannot find the faultline executable to start nodes with: {e}");
-                    return EXIT_ERROR;
-                }
-            };
-            match sandbox::enter(move || test_run::run(plan, exe)) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("faultline run: {e}");
-                    EXIT_ERROR
-                }
-            }
-        }
-        cli::BackendKind::Docker | cli::BackendKind::Compose => {
-            let packet_faults = plan.nemesis.contains(&nemesis::FaultKind::Packet);
-            let compose = plan.backend == cli::BackendKind::Compose;
-            if let Err(e) = backend::docker::preflight(compose, packet_faults) {
-                eprintln!("faultline run: {e}");
-                return EXIT_ERROR;
-            }
-            match std::env::current_exe() {
-                Ok(exe) => test_run::run(plan, exe),
-                Err(e) => {
-                    eprintln!("faultline run: cannot find the faultline executable to start nodes with: {e}");
-                    EXIT_ERROR
-                }
-            }
-        }
+        },
+        backend::BackendKind::Docker | backend::BackendKind::Compose => test_run::run(plan),
     }
 }

@@ -1,7 +1,12 @@
-//! One test from start to verdict, inside the sandbox:
-//! results folder → cluster up → clients + nemesis for `--time-limit` → heal, resume,
-//! restart → recovery → final reads → nodes down → check → results.json, report.html.
+//! One test from start to verdict — the pipeline. It knows no workload and no system:
+//! it calls their phases in order.
+//!
+//! results folder → cluster up (backend + system) → history open → workload `start` +
+//! nemesis, for `--time-limit` or until stopped (signal, failed history write) → workload
+//! `stop` → heal, resume, restart → workload `settle` → checkers `gather` → history closed,
+//! nodes down → checkers `check` → results.json, report.html, verdict.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,27 +14,32 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::backend::sandbox::NodeLaunch;
-use crate::backend::Backend;
-use crate::check::{self, Verdict};
+use crate::backend::{self, Backend, LaunchSpec};
+use crate::checkers::{self, CheckOutcome, Recorded, Verdict};
 use crate::cli::Plan;
-use crate::client::HttpClient;
-use crate::history::{Clock, Recorder};
-use crate::nemesis::{self, Nemesis};
+use crate::history::{CappedSink, Clock, HistoryError, HistorySink, Recorder, CAP_ENV};
+use crate::nemesis::Nemesis;
 use crate::report::{self, analysis::Analysis, RunInfo};
-use crate::worker::{Shared, Stats, Worker};
+use crate::system::{wait_for_leader, wait_for_nodes, Cluster};
+use crate::worker::Stats;
+use crate::workload::RunContext;
 use crate::{progress, EXIT_ERROR};
 
-/// Exit code of a run cut short by a signal whose history was nonetheless valid or
-/// unknown (an invalid one still exits 1).
+/// Exit code of a run cut short (a signal, a failed history write) whose recorded
+/// history was nonetheless valid or unknown (an invalid one still exits 1).
 pub const EXIT_INTERRUPTED: i32 = 4;
 
-pub fn run(plan: Plan, exe: PathBuf) -> i32 {
+/// How long nodes get to answer at start, and again after the heal.
+const NODES_WITHIN: Duration = Duration::from_secs(15);
+const RECOVERY_WITHIN: Duration = Duration::from_secs(10);
+const LEADER_WITHIN: Duration = Duration::from_secs(10);
+
+pub fn run(plan: Plan) -> i32 {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run_async(plan, exe)),
+        Ok(rt) => rt.block_on(run_async(plan)),
         Err(e) => {
             eprintln!("faultline run: cannot start the async runtime: {e}");
             EXIT_ERROR
@@ -37,410 +47,335 @@ pub fn run(plan: Plan, exe: PathBuf) -> i32 {
     }
 }
 
-/// Creates `STORE/<name>/<timestamp>/` and points `STORE/latest` at it.
-fn results_dir(store: &Path, name: &str, started: SystemTime) -> Result<PathBuf, String> {
-    let stamp: String = humantime::format_rfc3339_seconds(started)
-        .to_string()
-        .chars()
-        .filter(|c| *c != ':' && *c != '-')
-        .collect();
-    let mut dir = store.join(name).join(&stamp);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = store.join(name).join(format!("{stamp}-{n}"));
-    }
-    std::fs::create_dir_all(dir.join("nodes"))
-        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let latest = store.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    let target = dir.strip_prefix(store).unwrap_or(&dir);
-    std::os::unix::fs::symlink(target, &latest)
-        .map_err(|e| format!("linking {}: {e}", latest.display()))?;
-    Ok(dir)
+/// Ends the main phase early, remembering the first reason.
+#[derive(Clone)]
+struct Stop {
+    tx: watch::Sender<bool>,
+    reason: Arc<Mutex<Option<String>>>,
 }
 
-/// Waits until every node answers `/status`; `Err(node)` names the first that did not.
-async fn wait_for_nodes(client: &HttpClient, n: usize, within: Duration) -> Result<(), usize> {
-    let deadline = Instant::now() + within;
-    for i in 0..n {
-        while client.status(i, Duration::from_millis(300)).await.is_none() {
-            if Instant::now() > deadline {
-                return Err(i);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+impl Stop {
+    fn new() -> (Self, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let reason = Arc::new(Mutex::new(None));
+        (Self { tx, reason }, rx)
+    }
+
+    /// Stops the main phase; `why` (if any) says the run was cut short.
+    fn now(&self, why: Option<String>) {
+        if let Some(why) = why {
+            self.reason.lock().unwrap().get_or_insert(why);
         }
+        let _ = self.tx.send(true);
     }
-    Ok(())
-}
 
-/// Waits (bounded) until some node names a leader; returns whether one did.
-async fn wait_for_leader(client: &HttpClient, ids: &[String], within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if nemesis::find_leader(client, ids.len(), ids).await.is_some() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-/// Resolves when SIGINT, SIGTERM or SIGHUP arrives.
-async fn interrupted() -> &'static str {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
+    fn cut_short(&self) -> Option<String> {
+        self.reason.lock().unwrap().clone()
     }
 }
 
-async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
-    let wall = Instant::now();
-    let started = SystemTime::now();
-    let dir = match results_dir(&plan.store, &plan.name, started) {
+async fn run_async(plan: Plan) -> i32 {
+    let (wall, started) = (Instant::now(), SystemTime::now());
+    let dir = match crate::store::create_run_dir(&plan.store, &plan.name, started) {
         Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("faultline run: {e}");
-            return EXIT_ERROR;
-        }
+        Err(e) => return fail(e),
     };
-    let workload = workloads::build(plan.workload, plan.keys);
     eprintln!(
-        "faultline run: {} — {} {} nodes, {} workload, nemesis [{}], seed {}, results in {}",
+        "faultline run: {} — {}, {} workload, nemesis [{}], seed {}, results in {}",
         plan.name,
-        plan.nodes,
-        plan.mode.name(),
+        plan.system.describe(plan.nodes),
         plan.workload.name(),
-        plan.nemesis
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(","),
+        fault_names(&plan).join(","),
         plan.seed,
         dir.display()
     );
-
     // Signals are watched from here on: a Ctrl-C during start-up still tears down.
-    let interrupt: Arc<Mutex<Option<&'static str>>> = Arc::new(Mutex::new(None));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let interrupt = interrupt.clone();
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            let sig = interrupted().await;
-            *interrupt.lock().unwrap() = Some(sig);
-            let _ = stop_tx.send(true);
-        });
-    }
+    let (stop, stop_rx) = Stop::new();
+    watch_signals(stop.clone());
 
-    let launch = NodeLaunch {
-        exe,
-        mode: plan.mode.name().to_string(),
-        bugs: plan.bugs.clone(),
-        node_args: plan
-            .bank
-            .as_ref()
-            .map(crate::bank::BankPlan::node_args)
-            .unwrap_or_default(),
-        dir: dir.join("nodes"),
-    };
-    let (kind, count, seed) = (plan.backend, plan.nodes, plan.seed);
-    let backend: Arc<dyn Backend> = match tokio::task::spawn_blocking(move || {
-        crate::backend::create(kind, count, launch, seed)
-    })
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            eprintln!("faultline run: {e}");
-            return EXIT_ERROR;
-        }
-        Err(e) => {
-            eprintln!("faultline run: building the cluster panicked: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    let ids: Vec<String> = backend.nodes().iter().map(|s| s.id.clone()).collect();
-    let addrs: Vec<_> = backend.nodes().iter().map(|s| s.client_addr).collect();
-    let client = Arc::new(HttpClient::new(&addrs));
-    if let Err(i) = wait_for_nodes(&client, plan.nodes, Duration::from_secs(15)).await {
-        eprintln!(
-            "faultline run: node {} did not answer on {} within 15 s; see {}",
-            ids[i],
-            addrs[i],
-            dir.join("nodes").join(format!("{}.log", ids[i])).display()
-        );
-        backend.teardown();
+    let Some((backend, cluster)) = start_cluster(&plan, &dir).await else {
         return EXIT_ERROR;
-    }
-    if !wait_for_leader(&client, &ids, Duration::from_secs(10)).await {
-        eprintln!("faultline run: warning: no node named a leader within 10 s; starting anyway");
-    }
-
+    };
     let history_path = dir.join("history.jsonl");
-    let clock = Clock::start();
-    let (recorder, writer) = match Recorder::create(&history_path, clock) {
+    let (recorder, writer) = match open_history(&history_path, stop.clone()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("faultline run: creating {}: {e}", history_path.display());
-            return EXIT_ERROR;
+            teardown(&backend).await;
+            return fail(format!("creating {}: {e}", history_path.display()));
         }
     };
     let stats = Arc::new(Stats::default());
     let fault = Arc::new(Mutex::new("none".to_string()));
     let phase = Arc::new(Mutex::new("main"));
-    let shared = Arc::new(Shared {
-        client: client.clone(),
+    let ctx = RunContext {
+        cluster: cluster.clone(),
         recorder: recorder.clone(),
         stats: stats.clone(),
-        node_ids: ids.clone(),
+        node_ids: backend.nodes().iter().map(|s| s.id.clone()).collect(),
+        seed: plan.seed,
+        concurrency: plan.concurrency,
         op_timeout: plan.op_timeout,
         mean_gap: plan.mean_gap(),
-        concurrency: plan.concurrency as u64,
-    });
-
+        dir: dir.clone(),
+        faults: plan.nemesis.clone(),
+        stop: stop_rx.clone(),
+        phase: phase.clone(),
+    };
     let (progress_tx, progress_rx) = watch::channel(false);
     let progress = tokio::spawn(progress::run(
-        stats.clone(),
+        stats,
         fault.clone(),
         phase.clone(),
         progress_rx,
     ));
-    let workers: Vec<_> = (0..plan.concurrency)
-        .filter_map(|slot| {
-            // The bank workload has no register generator: its clients are `bank_run`'s.
-            let workload = workload.as_ref()?;
-            let mut worker = Worker::new(slot, workload.generator(plan.seed, slot), shared.clone());
-            let stop = stop_rx.clone();
-            Some(tokio::spawn(async move {
-                worker.run(stop).await;
-                worker
-            }))
-        })
-        .collect();
-    let snapshots_path = dir.join("snapshots.jsonl");
-    let bank_run = match &plan.bank {
-        None => None,
-        Some(bank) => match crate::bank::BankRun::start(
-            bank,
-            plan.seed,
-            plan.concurrency,
-            &shared,
-            &stop_rx,
-            &snapshots_path,
-        ) {
-            Ok(run) => Some(run),
-            Err(e) => {
-                eprintln!("faultline run: {e}");
-                let _ = stop_tx.send(true);
-                let backend = backend.clone();
-                let _ = tokio::task::spawn_blocking(move || backend.teardown()).await;
-                return EXIT_ERROR;
-            }
-        },
+    let mut workload = match plan.workload.start(&ctx) {
+        Ok(w) => w,
+        Err(e) => {
+            stop.now(None);
+            teardown(&backend).await;
+            return fail(e);
+        }
     };
     let mut nemesis = Nemesis::new(
         plan.nemesis.clone(),
         plan.nemesis_interval,
         plan.seed,
         backend.clone(),
-        client.clone(),
+        cluster.clone(),
         recorder.clone(),
         fault.clone(),
     );
-    let nemesis_task = {
-        let stop = stop_rx.clone();
-        tokio::spawn(async move { nemesis.run(stop).await })
-    };
+    let nemesis_task = tokio::spawn(async move { nemesis.run(stop_rx).await });
 
     // The main phase.
     {
-        let mut stop = stop_rx.clone();
+        let mut stopped = ctx.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(plan.time_limit) => {}
-            _ = stop.wait_for(|s| *s) => {}
+            _ = stopped.wait_for(|s| *s) => {}
         }
     }
-    let _ = stop_tx.send(true);
-    let mut finished = Vec::new();
-    for w in workers {
-        if let Ok(w) = w.await {
-            finished.push(w);
-        }
-    }
-    let collected = match bank_run {
-        Some(run) => Some(run.finish().await),
-        None => None,
-    };
+    stop.now(None);
+    workload.stop().await;
     let _ = nemesis_task.await;
 
-    // Heal everything, whatever the nemesis managed to undo itself.
     *phase.lock().unwrap() = "recovery";
     *fault.lock().unwrap() = "none (healed)".into();
-    {
-        let backend = backend.clone();
-        let n = plan.nodes;
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = backend.heal();
-            let _ = backend.stop_packet_fault();
-            for i in 0..n {
-                let _ = backend.resume(i);
-                let _ = backend.start(i);
-            }
-        })
-        .await;
+    heal_all(&backend).await;
+    let cut_short = stop.cut_short();
+    if cut_short.is_none() {
+        let _ = wait_for_nodes(&*cluster, plan.nodes, RECOVERY_WITHIN).await;
+        wait_for_leader(&*cluster, LEADER_WITHIN).await;
+        workload.settle().await;
     }
-    let was_interrupted = *interrupt.lock().unwrap();
-    let mut settled = None;
-    if was_interrupted.is_none() {
-        let _ = wait_for_nodes(&client, plan.nodes, Duration::from_secs(10)).await;
-        wait_for_leader(&client, &ids, Duration::from_secs(10)).await;
-        if let Some(bank) = &plan.bank {
-            *phase.lock().unwrap() = "drain";
-            let clocks = plan.nemesis.contains(&nemesis::FaultKind::Clock);
-            settled = Some(crate::bank::settle(&client, &ids, bank, clocks).await);
-        }
-        *phase.lock().unwrap() = "final reads";
-        let reads: Vec<_> = std::mem::take(&mut finished)
-            .into_iter()
-            .map(|mut w| {
-                tokio::spawn(async move {
-                    w.final_reads(5).await;
-                })
-            })
-            .collect();
-        for r in reads {
-            let _ = r.await;
+    let mut checkers = workload.judge(cut_short.as_deref());
+    checkers.extend(plan.system.checkers());
+    if cut_short.is_none() {
+        *phase.lock().unwrap() = "gather";
+        for checker in &mut checkers {
+            checker.gather(&*cluster).await;
         }
     }
     let _ = progress_tx.send(true);
     let _ = progress.await;
-    drop(finished); // (empty unless interrupted) — they hold recorder clones too
-
-    // Close the history: every recorder clone must go first.
-    drop(shared);
-    drop(recorder);
-    let events = writer.finish();
-    {
-        let backend = backend.clone();
-        let _ = tokio::task::spawn_blocking(move || backend.teardown()).await;
+    drop((ctx, recorder));
+    let closed = writer.finish();
+    teardown(&backend).await;
+    if let Err(HistoryError::Panicked) = closed {
+        return fail(format!(
+            "writing {}: the history writer panicked",
+            history_path.display()
+        ));
     }
-    if let Err(e) = events {
-        eprintln!("faultline run: writing {}: {e}", history_path.display());
-        return EXIT_ERROR;
-    }
+    let cut_short = stop.cut_short();
 
-    let mut bank_judgement = None;
-    let outcome = match (&workload, collected) {
-        (Some(workload), _) => {
-            eprintln!("faultline run: checking {} ...", history_path.display());
-            let model = workload.model();
-            let (path, timeout) = (history_path.clone(), plan.check_timeout);
-            match tokio::task::spawn_blocking(move || check::check(&path, model, timeout)).await {
-                Ok(outcome) => outcome,
-                Err(e) => check::CheckOutcome::failed(format!("the checker crashed: {e}")),
-            }
-        }
-        (None, collected) => {
-            eprintln!("faultline run: checking {} ...", snapshots_path.display());
-            let judgement = crate::bank::judge_run(
-                collected.unwrap_or_default(),
-                settled,
-                was_interrupted.is_some(),
-                &snapshots_path,
-            );
-            let outcome = judgement.outcome();
-            bank_judgement = Some(judgement);
-            outcome
-        }
+    let recorded = Recorded {
+        dir: dir.clone(),
+        history: history_path.clone(),
+        check_timeout: plan.check_timeout,
+        interrupted: cut_short.clone(),
     };
-    let analysis = match Analysis::read(&history_path) {
-        Ok(a) => a,
+    let mut outcomes = Vec::with_capacity(checkers.len());
+    for checker in checkers {
+        outcomes.push(checkers::run_check(checker, recorded.clone()).await);
+    }
+    let verdict = checkers::combine(&outcomes);
+    let run = run_info(&plan, started, wall, cut_short.clone());
+    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall)
+}
+
+/// Prints `e` as the run's one error line; returns the error exit code.
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("faultline run: {e}");
+    EXIT_ERROR
+}
+
+fn fault_names(plan: &Plan) -> Vec<String> {
+    plan.nemesis.iter().map(|k| k.name().to_string()).collect()
+}
+
+/// Stops the main phase on SIGINT, SIGTERM or SIGHUP.
+fn watch_signals(stop: Stop) {
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        let sig = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        stop.now(Some(format!(
+            "{sig} received; nodes were stopped and the partial history checked"
+        )));
+    });
+}
+
+/// Starts the nodes and waits until every one answers; `None` after saying why (and
+/// tearing down what was started).
+async fn start_cluster(plan: &Plan, dir: &Path) -> Option<(Arc<dyn Backend>, Arc<dyn Cluster>)> {
+    let launch = LaunchSpec {
+        system: plan.system.clone(),
+        count: plan.nodes,
+        dir: dir.join("nodes"),
+        seed: plan.seed,
+    };
+    let kind = plan.backend;
+    let backend = match tokio::task::spawn_blocking(move || backend::create(kind, &launch)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            fail(e);
+            return None;
+        }
         Err(e) => {
-            eprintln!("faultline run: reading back {e}");
-            return EXIT_ERROR;
+            fail(format!("building the cluster panicked: {e}"));
+            return None;
         }
     };
-    let run = RunInfo {
+    let cluster = plan.system.connect(backend.nodes());
+    if let Err(i) = wait_for_nodes(&*cluster, plan.nodes, NODES_WITHIN).await {
+        let node = &backend.nodes()[i];
+        fail(format!(
+            "node {} did not answer on {} within {} s; see {}",
+            node.id,
+            node.client_addr,
+            NODES_WITHIN.as_secs(),
+            dir.join("nodes").join(format!("{}.log", node.id)).display()
+        ));
+        teardown(&backend).await;
+        return None;
+    }
+    if !wait_for_leader(&*cluster, LEADER_WITHIN).await {
+        eprintln!("faultline run: warning: no node named a leader within 10 s; starting anyway");
+    }
+    Some((backend, cluster))
+}
+
+/// Opens `history.jsonl`; its first write error stops the main phase at once.
+fn open_history(
+    path: &Path,
+    stop: Stop,
+) -> std::io::Result<(Recorder, crate::history::RecorderHandle)> {
+    let file = File::create(path)?;
+    let sink: Box<dyn HistorySink> = match std::env::var(CAP_ENV).ok().and_then(|v| v.parse().ok())
+    {
+        Some(cap) => Box::new(CappedSink::new(file, cap)),
+        None => Box::new(file),
+    };
+    let shown = path.display().to_string();
+    let on_error = Box::new(move |e: &HistoryError| {
+        eprintln!("faultline run: {shown}: {e}; stopping the main phase now (what was written will be checked)");
+        stop.now(Some(format!(
+            "{e}; the main phase was stopped and the history written up to then was checked"
+        )));
+    });
+    Recorder::create_with(sink, Clock::start(), on_error)
+}
+
+/// Heals everything, whatever the nemesis managed to undo itself.
+async fn heal_all(backend: &Arc<dyn Backend>) {
+    let backend = backend.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = backend.heal();
+        let _ = backend.stop_packet_fault();
+        for i in 0..backend.nodes().len() {
+            let _ = backend.resume(i);
+            let _ = backend.start(i);
+        }
+    })
+    .await;
+}
+
+async fn teardown(backend: &Arc<dyn Backend>) {
+    let backend = backend.clone();
+    let _ = tokio::task::spawn_blocking(move || backend.teardown()).await;
+}
+
+fn run_info(plan: &Plan, started: SystemTime, wall: Instant, cut_short: Option<String>) -> RunInfo {
+    RunInfo {
         test: plan.name.clone(),
         started_at: humantime::format_rfc3339_seconds(started).to_string(),
         seed: plan.seed,
+        system: plan.system.name().into(),
         mode: plan.mode.name().into(),
         workload: plan.workload.name().into(),
-        model: workload
-            .as_ref()
-            .map_or("bank (snapshots + conservation)", |w| {
-                check::model_name(w.model())
-            })
-            .into(),
+        model: plan.workload.model(),
         nodes: plan.nodes,
-        bugs: plan.bugs.clone(),
-        nemesis: plan.nemesis.iter().map(|k| k.name().to_string()).collect(),
+        bugs: plan.bugs.iter().map(|b| b.name().to_string()).collect(),
+        nemesis: fault_names(plan),
         nemesis_interval_s: plan.nemesis_interval.as_secs_f64(),
         concurrency: plan.concurrency,
         rate: plan.rate,
         keys: plan.keys,
         time_limit_s: plan.time_limit.as_secs_f64(),
         wall_time_s: wall.elapsed().as_secs_f64(),
-        interrupted: was_interrupted
-            .map(|s| format!("{s} received; nodes were stopped and the partial history checked")),
-    };
-    let mut results = report::results_json(&run, &analysis, &outcome);
-    if let (Some(j), Some(bank)) = (&bank_judgement, &plan.bank) {
-        results["snapshots"] = j.snapshots_json();
-        results["final"] = serde_json::to_value(&j.final_state).unwrap_or_default();
-        results["bank"] = serde_json::json!({
-            "channels": bank.channels.name(),
-            "snapshot_algo": bank.algo.name(),
-            "snapshot_interval_s": bank.snapshot_interval.as_secs_f64(),
-            "snapshot_timeout_s": bank.snapshot_timeout.as_secs_f64(),
-            "initial_balance": bank.initial_balance,
-        });
-        results["files"]["snapshots"] = "snapshots.jsonl".into();
+        interrupted: cut_short,
     }
-    let html = report::html::render(&run, &analysis, &outcome);
-    let writes = [
-        (
-            "results.json",
-            serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
-        ),
-        ("report.html", html),
-    ];
-    for (file, content) in writes {
-        if let Err(e) = std::fs::write(dir.join(file), content) {
-            eprintln!("faultline run: writing {}: {e}", dir.join(file).display());
-            return EXIT_ERROR;
+}
+
+/// Writes results.json (first: it carries the verdict) and report.html, prints the
+/// verdict line, and returns the exit code. Only a results.json that cannot be written
+/// is an error exit; a failed report.html is a warning, never hiding the verdict.
+fn report_and_exit(
+    plan: &Plan,
+    dir: &Path,
+    run: &RunInfo,
+    verdict: Verdict,
+    outcomes: &[CheckOutcome],
+    wall: Instant,
+) -> i32 {
+    let history = dir.join("history.jsonl");
+    let analysis = match Analysis::read(&history) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("reading back {e}")),
+    };
+    let results = report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    let results_written = write_whole(
+        &dir.join("results.json"),
+        &(serde_json::to_string_pretty(&results).unwrap_or_default() + "\n"),
+    );
+    let html = report::html::render(run, &analysis, verdict, outcomes);
+    let report_path = dir.join("report.html");
+    if let Err(e) = write_whole(&report_path, &html) {
+        eprintln!("faultline run: warning: {e}; results.json has the verdict");
+    }
+    for outcome in outcomes {
+        if let Some(summary) = &outcome.summary {
+            eprintln!("{summary}");
+        }
+        if outcome.verdict != Verdict::Valid {
+            eprintln!("{}", truncate_lines(&outcome.text, 30));
         }
     }
-
     let counts = analysis.counts();
-    if let Some(j) = &bank_judgement {
-        let s = &j.report.summary;
-        eprintln!(
-            "snapshots: {} started, {} completed, {} consistent, {} inconsistent, {} incomplete; {}",
-            s.started,
-            s.completed,
-            s.consistent,
-            s.inconsistent,
-            s.incomplete,
-            j.final_state.describe()
-        );
-    }
-    if outcome.verdict != Verdict::Valid {
-        eprintln!("{}", truncate_lines(&outcome.text, 30));
-    }
     println!(
         "{}: {:?} — {} ops: {} ok, {} fail, {} info; availability {:.1}%; {} faults; {:.1} s; {}",
         plan.name,
-        outcome.verdict,
+        verdict,
         counts.attempted,
         counts.ok,
         counts.fail,
@@ -448,12 +383,27 @@ async fn run_async(plan: Plan, exe: PathBuf) -> i32 {
         counts.availability() * 100.0,
         analysis.windows.len(),
         wall.elapsed().as_secs_f64(),
-        dir.join("report.html").display()
+        report_path.display()
     );
-    match (was_interrupted, outcome.verdict) {
-        (Some(_), Verdict::Valid | Verdict::Unknown) => EXIT_INTERRUPTED,
-        _ => outcome.verdict.exit_code(),
+    if let Err(e) = results_written {
+        return fail(format!("{e}; the verdict above was not saved"));
     }
+    match (&run.interrupted, verdict) {
+        (Some(_), Verdict::Valid | Verdict::Unknown) => EXIT_INTERRUPTED,
+        _ => verdict.exit_code(),
+    }
+}
+
+/// Writes `content` to `path` whole or not at all (a temporary file renamed over it), so a
+/// full disk never leaves a torn results.json behind.
+fn write_whole(path: &Path, content: &str) -> Result<(), crate::store::StoreError> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, content)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            crate::store::StoreError::new("writing", path, source)
+        })
 }
 
 fn truncate_lines(text: &str, max: usize) -> String {

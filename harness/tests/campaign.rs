@@ -154,6 +154,23 @@ fn essence(s: &serde_json::Value) -> serde_json::Value {
         "campaign": s["campaign"]})
 }
 
+/// Every `href` of index.html names a file that exists.
+fn assert_links_resolve(out: &Path) {
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let hrefs: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(!hrefs.is_empty());
+    for h in hrefs {
+        assert!(
+            out.join(h).is_file(),
+            "index.html links {h}, which does not exist"
+        );
+    }
+}
+
 fn junit(out: &Path) -> String {
     let text = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     roxmltree::Document::parse(&text)
@@ -253,6 +270,7 @@ seed = 6
         html.contains("--bug missed --backend sandbox"),
         "rerun command on the page"
     );
+    assert_links_resolve(&out);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains("unexpected") && stderr.contains("rerun: faultline run"),
@@ -295,6 +313,7 @@ fn unknown_is_never_a_pass_and_a_failed_run_is_an_error() {
         "{broken}"
     );
     assert!(junit(&out).contains("<error"));
+    assert_links_resolve(&out);
 }
 
 const ELEVEN: &str = r#"

@@ -300,3 +300,49 @@ fn blocked_user_namespaces_give_one_line_with_the_way_out() {
         "{stderr}"
     );
 }
+
+/// A full disk (the history capped at 30 kB, through `FAULTLINE_HISTORY_CAP_BYTES`) stops
+/// the main phase at once and says so; what was written is whole lines and is checked,
+/// and the verdict is written and carried by the exit code (4: cut short, not invalid).
+#[test]
+fn a_full_disk_stops_the_run_at_once_and_the_recorded_part_is_still_judged() {
+    let _guard = lock();
+    let store = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (out, results, dir) = run_in_store(
+        faultline()
+            .args(["run", "--time-limit", "30", "--nemesis", "partition"])
+            .args(["--nemesis-interval", "1", "--seed", "3"])
+            .env("FAULTLINE_HISTORY_CAP_BYTES", "30000"),
+        store.path(),
+    );
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("stopping the main phase"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the 30-s run went on after the history failed ({took:?})"
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert_eq!(results["verdict"], "valid", "{}", describe(&out));
+    assert_eq!(results["checkers"]["linearizable"]["verdict"], "valid");
+    assert!(results["run"]["interrupted"]
+        .as_str()
+        .unwrap_or("")
+        .contains("writing the history failed"));
+    let text = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(
+        text.len() <= 30_000 && text.ends_with('\n'),
+        "{} bytes",
+        text.len()
+    );
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("bad history line {line:?}: {e}"));
+    }
+    assert!(results["ops"]["attempted"].as_u64().unwrap_or(0) > 0);
+}

@@ -167,6 +167,7 @@ async fn serve_machine<M: Machine>(
         config.peer_timeout,
         metrics,
         config.cluster_secret.as_deref(),
+        config.idle_timeout,
     )?);
     let bank = bank::Bank::open(&config, transport.clone())?;
     let (events_tx, events_rx) = mpsc::channel(16 * 1024);

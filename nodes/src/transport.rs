@@ -167,6 +167,7 @@ impl Transport {
         timeout: Duration,
         metrics: Arc<Metrics>,
         secret: Option<&str>,
+        idle: Duration,
     ) -> anyhow::Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(s) = secret {
@@ -179,7 +180,9 @@ impl Transport {
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Give up idle connections well before the peer's server closes them
+            // (`--idle-timeout-ms`), so a request never goes out on one being closed.
+            .pool_idle_timeout(idle / 2)
             .build()?;
         Ok(Transport {
             id,

@@ -104,6 +104,56 @@ fn bad_flags_exit_2_with_one_clear_line() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A node started without a cluster secret says so in one warning line, and serves.
+#[test]
+fn node_without_a_secret_warns_once() {
+    use std::io::BufRead;
+    let dir = temp_dir("nosecret");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline-replica"))
+        .args([
+            "--id",
+            "n1",
+            "--listen",
+            &addr,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .env_remove("FAULTLINE_CLUSTER_SECRET")
+        .env("FAULTLINE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut warnings = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        if line.contains("no cluster secret") {
+            warnings.push(line);
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("FAULTLINE_CLUSTER_SECRET"),
+        "{warnings:?}"
+    );
+}
+
 fn signal(p: &Processes, i: usize, sig: &str) {
     let pid = p.children[i].as_ref().unwrap().id().to_string();
     let ok = Command::new("kill")

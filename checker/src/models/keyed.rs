@@ -97,4 +97,19 @@ impl<M: Model> Model for Keyed<M> {
     fn may_become_legal_after(&self, reset: &Op, read: &Op) -> bool {
         self.inner.may_become_legal_after(reset, read)
     }
+
+    fn leaves_state_unknown(&self, op: &Op) -> bool {
+        self.inner.leaves_state_unknown(op)
+    }
+
+    /// The per-key array (shared by `Arc` with the search's stack, but owned by the memo
+    /// once the search moves on), plus the Arc's counts.
+    fn heap_bytes(&self, state: &Self::State) -> usize {
+        16 + state.objects.len() * std::mem::size_of::<M::State>()
+            + state
+                .objects
+                .iter()
+                .map(|s| self.inner.heap_bytes(s))
+                .sum::<usize>()
+    }
 }

@@ -237,6 +237,14 @@ impl Model for Kv {
         matches!(op.action, Action::Put(_))
     }
 
+    /// The newest chunk (the rest is shared with the state it was appended to).
+    fn heap_bytes(&self, state: &KvState) -> usize {
+        state
+            .last
+            .as_ref()
+            .map_or(0, |c| 2 * 16 + std::mem::size_of::<Chunk>() + c.text.len())
+    }
+
     fn may_become_legal_after(&self, reset: &Op, read: &Op) -> bool {
         match (&reset.action, &read.action, &read.outcome) {
             (Action::Put(p), Action::Get, Outcome::Read(v)) => text(v).starts_with(&*text(p)),

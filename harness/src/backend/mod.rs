@@ -1,18 +1,104 @@
 //! Where a cluster runs and how faults reach it: the `Backend` trait.
 //!
-//! The nemesis and the clients only use this trait, so a Docker backend can follow the
-//! sandbox without touching them. Fault verbs come in pairs: `kill`/`restart`,
-//! `pause`/`resume`, `partition`/`heal`, `start_packet_fault`/`stop_packet_fault`.
-//! Calls block briefly (signals, one `nft` run) and are made off the async runtime.
+//! The nemesis and the clients only use this trait, so a backend can be added without
+//! touching them. Fault verbs come in pairs: `kill`/`restart`, `pause`/`resume`,
+//! `partition`/`heal`, `start_packet_fault`/`stop_packet_fault`. Calls block briefly
+//! (signals, one `nft` run) and are made off the async runtime.
+//!
+//! A backend knows nothing of what runs on its nodes: it asks the system under test
+//! (`crate::system::System`) for each node's command line, given the node's address and
+//! data directory. It depends on the fault vocabulary (`crate::fault`) only, never on the
+//! nemesis that plans faults or the CLI.
+//!
+//! - `sandbox` — nodes as child processes in per-node network namespaces.
+//! - `docker/` — nodes as containers (`--backend docker` and `--backend compose`).
+//! - `packet` — the userspace NFQUEUE packet delayer both use for packet faults.
 
 pub mod docker;
+pub mod packet;
 pub mod sandbox;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::nemesis::grudge::Grudge;
-use crate::nemesis::packet::PacketFault;
+use clap::ValueEnum;
+
+use crate::fault::{FaultKind, Grudge, PacketFault};
+use crate::system::System;
+
+/// Which backend runs the cluster (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Private user + network + PID namespaces; no Docker, no root needed.
+    Sandbox,
+    /// One container per node on an internal Docker network the run creates and removes
+    /// (image faultline:latest, see scripts/docker-image.sh).
+    Docker,
+    /// The node containers of the docker-compose.yml project this harness runs in
+    /// (see docker-compose.yml); partitions via the nodes' /admin/isolate; no packet faults.
+    Compose,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Docker => "docker",
+            Self::Compose => "compose",
+        }
+    }
+
+    /// Refuses, before anything starts, a fault this backend cannot apply.
+    pub fn supports(self, fault: FaultKind) -> Result<(), BackendError> {
+        match (self, fault) {
+            (Self::Compose, FaultKind::Packet) => Err(BackendError::Unsupported(
+                "packet faults are not supported by the compose backend (a container cannot enter its siblings' \
+                 network namespaces); drop `packet` from --nemesis, or use --backend docker or sandbox"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a backend call failed. Every variant's text is one line naming the node or the
+/// object and what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The plan asks for something this backend cannot do (refused before start).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Something the backend needs on this machine is missing or unreachable (a tool, the
+    /// Docker daemon or image, a free network range, a permission).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command or API call answered with an error (its output is in the text).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl BackendError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+}
+
+/// The internal helpers report in plain text; at the trait's boundary their text is a
+/// failed step.
+impl From<String> for BackendError {
+    fn from(text: String) -> Self {
+        Self::Failed(text)
+    }
+}
 
 /// What the harness knows about one node.
 #[derive(Debug, Clone)]
@@ -23,40 +109,61 @@ pub struct NodeSpec {
     pub client_addr: SocketAddr,
 }
 
+/// What a backend needs to start a cluster: the system, how many nodes, where their logs
+/// and data go, and the seed (packet delayers draw from it).
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub system: Arc<dyn System>,
+    pub count: usize,
+    /// `nodes/` in the results folder: `<id>.log` and `<id>.data/` go here.
+    pub dir: PathBuf,
+    pub seed: u64,
+}
+
 pub trait Backend: Send + Sync {
     fn nodes(&self) -> &[NodeSpec];
     /// Starts node `i` (again, after a kill), keeping its data directory.
-    fn start(&self, i: usize) -> Result<(), String>;
+    fn start(&self, i: usize) -> Result<(), BackendError>;
     /// SIGKILLs node `i`; see `start` to bring it back.
-    fn kill(&self, i: usize) -> Result<(), String>;
+    fn kill(&self, i: usize) -> Result<(), BackendError>;
     /// Freezes node `i` (SIGSTOP); see `resume`.
-    fn pause(&self, i: usize) -> Result<(), String>;
+    fn pause(&self, i: usize) -> Result<(), BackendError>;
     /// Thaws node `i` (SIGCONT); see `pause`.
-    fn resume(&self, i: usize) -> Result<(), String>;
+    fn resume(&self, i: usize) -> Result<(), BackendError>;
     /// Replaces the current partition: each node drops packets from its grudge set.
-    fn partition(&self, grudge: &Grudge) -> Result<(), String>;
+    fn partition(&self, grudge: &Grudge) -> Result<(), BackendError>;
     /// Removes every partition rule at once; see `partition`.
-    fn heal(&self) -> Result<(), String>;
+    fn heal(&self) -> Result<(), BackendError>;
     /// Delays, drops, duplicates and reorders packets sent by `from` nodes to other nodes.
-    fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), String>;
+    fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), BackendError>;
     /// Lets packets flow freely again (and releases every held packet).
-    fn stop_packet_fault(&self) -> Result<(), String>;
+    fn stop_packet_fault(&self) -> Result<(), BackendError>;
     /// Stops every node (SIGKILL after a grace period). Idempotent.
     fn teardown(&self);
 }
 
-/// Builds the backend `kind` names and starts its `count` nodes.
-pub fn create(
-    kind: crate::cli::BackendKind,
-    count: usize,
-    launch: sandbox::NodeLaunch,
-    seed: u64,
-) -> Result<Arc<dyn Backend>, String> {
-    use crate::cli::BackendKind;
+/// Checks, before any cluster is made or the sandbox entered, that `kind` can run a plan
+/// with these faults on this machine.
+pub fn preflight(kind: BackendKind, faults: &[FaultKind]) -> Result<(), BackendError> {
+    for &fault in faults {
+        kind.supports(fault)?;
+    }
+    let packet_faults = faults.contains(&FaultKind::Packet);
+    match kind {
+        BackendKind::Sandbox => crate::sandbox::preflight(packet_faults)
+            .map_err(|e| BackendError::Unavailable(e.to_string())),
+        BackendKind::Docker | BackendKind::Compose => {
+            docker::preflight(kind == BackendKind::Compose, packet_faults)
+        }
+    }
+}
+
+/// Builds the backend `kind` names and starts its nodes.
+pub fn create(kind: BackendKind, launch: &LaunchSpec) -> Result<Arc<dyn Backend>, BackendError> {
     Ok(match kind {
-        BackendKind::Sandbox => Arc::new(sandbox::SandboxBackend::create(count, launch, seed)?),
+        BackendKind::Sandbox => Arc::new(sandbox::SandboxBackend::create(launch)?),
         BackendKind::Docker => {
-            let backend = docker::DockerBackend::create(count, launch, seed)?;
+            let backend = docker::DockerBackend::create(launch)?;
             let (id, label) = (backend.run_id(), docker::RUN_LABEL);
             eprintln!(
                 "faultline run: docker backend: label {label}={id}; partitions via {}",
@@ -64,6 +171,6 @@ pub fn create(
             );
             Arc::new(backend)
         }
-        BackendKind::Compose => Arc::new(docker::DockerBackend::attach_compose(count, launch)?),
+        BackendKind::Compose => Arc::new(docker::DockerBackend::attach_compose(launch)?),
     })
 }

@@ -4,37 +4,23 @@
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Backend, NodeSpec};
-use crate::nemesis::grudge::Grudge;
-use crate::nemesis::packet::{PacketDelayer, PacketFault, QUEUE_NUM};
+use super::packet::{PacketDelayer, QUEUE_NUM};
+use super::{Backend, BackendError, LaunchSpec, NodeSpec};
+use crate::fault::{Grudge, PacketFault};
 use crate::sandbox::network::{self, NodeNet};
-
-/// Port every node's client API listens on (each node has its own address).
-pub const NODE_PORT: u16 = 7000;
-
-/// How to launch a node: `<exe> node --id .. --listen .. --peers .. --mode .. --data-dir
-/// .. [--bug ..]...`.
-#[derive(Debug, Clone)]
-pub struct NodeLaunch {
-    pub exe: PathBuf,
-    pub mode: String,
-    pub bugs: Vec<String>,
-    /// Further flags every node gets (the bank workload's `--channels`, `--initial-balance`).
-    pub node_args: Vec<String>,
-    /// `nodes/` in the results folder: `<id>.log` and `<id>.data/` go here.
-    pub dir: PathBuf,
-}
+use crate::system::NodeSite;
 
 pub struct SandboxBackend {
     specs: Vec<NodeSpec>,
     nets: Vec<NodeNet>,
-    launch: NodeLaunch,
+    launch: LaunchSpec,
+    /// Every node's address and data directory, as the system's command lines see them.
+    sites: Vec<NodeSite>,
     procs: Mutex<Vec<Option<Child>>>,
     delayer: PacketDelayer,
     /// Whether iptables steering rules may exist (so undoing needs iptables at all).
@@ -43,23 +29,36 @@ pub struct SandboxBackend {
 
 impl SandboxBackend {
     /// Builds the network for `count` nodes and starts them all.
-    pub fn create(count: usize, launch: NodeLaunch, seed: u64) -> Result<Self, String> {
+    pub fn create(launch: &LaunchSpec) -> Result<Self, BackendError> {
+        let count = launch.count;
         let nets = network::build(count)?;
-        let specs = nets
+        let port = launch.system.client_port();
+        let specs: Vec<NodeSpec> = nets
             .iter()
             .enumerate()
             .map(|(i, net)| NodeSpec {
                 id: format!("n{}", i + 1),
-                client_addr: SocketAddr::new(net.addr.into(), NODE_PORT),
+                client_addr: SocketAddr::new(net.addr.into(), port),
             })
             .collect();
-        std::fs::create_dir_all(&launch.dir)
-            .map_err(|e| format!("creating {}: {e}", launch.dir.display()))?;
-        let delayer = PacketDelayer::start(seed)?;
+        std::fs::create_dir_all(&launch.dir).map_err(BackendError::io(format!(
+            "creating {}",
+            launch.dir.display()
+        )))?;
+        let sites = specs
+            .iter()
+            .map(|s| NodeSite {
+                id: s.id.clone(),
+                ip: s.client_addr.ip(),
+                data_dir: launch.dir.join(format!("{}.data", s.id)),
+            })
+            .collect();
+        let delayer = PacketDelayer::start(launch.seed)?;
         let backend = Self {
             specs,
             nets,
-            launch,
+            launch: launch.clone(),
+            sites,
             procs: Mutex::new((0..count).map(|_| None).collect()),
             delayer,
             steering: AtomicBool::new(false),
@@ -70,40 +69,25 @@ impl SandboxBackend {
         Ok(backend)
     }
 
-    fn log_file(&self, id: &str) -> Result<File, String> {
+    fn log_file(&self, id: &str) -> Result<File, BackendError> {
         let path = self.launch.dir.join(format!("{id}.log"));
         OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| format!("opening {}: {e}", path.display()))
+            .map_err(BackendError::io(format!("opening {}", path.display())))
     }
 
-    fn data_dir(&self, id: &str) -> PathBuf {
-        self.launch.dir.join(format!("{id}.data"))
-    }
-
-    fn peers_arg(&self, i: usize) -> String {
-        self.specs
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, s)| format!("{}={}", s.id, s.client_addr))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn signal(&self, i: usize, sig: libc::c_int) -> Result<(), String> {
+    fn signal(&self, i: usize, sig: libc::c_int) -> Result<(), BackendError> {
         let procs = self.procs.lock().unwrap();
         match &procs[i] {
             Some(child) => {
                 // SAFETY: sending a signal to our own child, which we have not reaped.
                 if unsafe { libc::kill(child.id() as libc::pid_t, sig) } != 0 {
-                    return Err(format!(
-                        "signalling {}: {}",
-                        self.specs[i].id,
-                        std::io::Error::last_os_error()
-                    ));
+                    return Err(BackendError::Io {
+                        what: format!("signalling {}", self.specs[i].id),
+                        source: std::io::Error::last_os_error(),
+                    });
                 }
                 Ok(())
             }
@@ -112,7 +96,7 @@ impl SandboxBackend {
     }
 
     /// Steers packets from `from` to the delayer and adds the duplication rules.
-    fn install_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), String> {
+    fn install_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), BackendError> {
         self.delayer.set(Some(fault));
         self.steering.store(true, Ordering::SeqCst);
         let mut dup_rules = String::new();
@@ -154,7 +138,7 @@ impl Backend for SandboxBackend {
         &self.specs
     }
 
-    fn start(&self, i: usize) -> Result<(), String> {
+    fn start(&self, i: usize) -> Result<(), BackendError> {
         let mut procs = self.procs.lock().unwrap();
         if let Some(child) = procs[i].as_mut() {
             if child.try_wait().map(|s| s.is_none()).unwrap_or(false) {
@@ -165,37 +149,30 @@ impl Backend for SandboxBackend {
         let log = self.log_file(&spec.id)?;
         let err_log = log
             .try_clone()
-            .map_err(|e| format!("log for {}: {e}", spec.id))?;
-        let data_dir = self.data_dir(&spec.id);
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
-        let mut cmd = Command::new(&self.launch.exe);
-        cmd.arg("node")
-            .args(["--id", &spec.id])
-            .args(["--listen", &spec.client_addr.to_string()])
-            .args(["--peers", &self.peers_arg(i)])
-            .args(["--mode", &self.launch.mode])
-            .arg("--data-dir")
-            .arg(&data_dir);
-        for bug in &self.launch.bugs {
-            cmd.args(["--bug", bug]);
-        }
-        cmd.args(&self.launch.node_args);
-        cmd.stdin(Stdio::null())
+            .map_err(BackendError::io(format!("log for {}", spec.id)))?;
+        let site = &self.sites[i];
+        std::fs::create_dir_all(&site.data_dir).map_err(BackendError::io(format!(
+            "creating {}",
+            site.data_dir.display()
+        )))?;
+        let command = self.launch.system.node_command(i, &self.sites);
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
             .stdout(log)
-            .stderr(err_log)
-            .env("NO_COLOR", "1");
+            .stderr(err_log);
         network::enter_netns_on_exec(&mut cmd, self.nets[i].netns());
         // Own process group: a terminal's Ctrl-C goes to the harness, which tears down.
         cmd.process_group(0);
         let child = cmd
             .spawn()
-            .map_err(|e| format!("starting node {}: {e}", spec.id))?;
+            .map_err(BackendError::io(format!("starting node {}", spec.id)))?;
         procs[i] = Some(child);
         Ok(())
     }
 
-    fn kill(&self, i: usize) -> Result<(), String> {
+    fn kill(&self, i: usize) -> Result<(), BackendError> {
         let mut procs = self.procs.lock().unwrap();
         if let Some(mut child) = procs[i].take() {
             let _ = child.kill();
@@ -204,15 +181,15 @@ impl Backend for SandboxBackend {
         Ok(())
     }
 
-    fn pause(&self, i: usize) -> Result<(), String> {
+    fn pause(&self, i: usize) -> Result<(), BackendError> {
         self.signal(i, libc::SIGSTOP)
     }
 
-    fn resume(&self, i: usize) -> Result<(), String> {
+    fn resume(&self, i: usize) -> Result<(), BackendError> {
         self.signal(i, libc::SIGCONT)
     }
 
-    fn partition(&self, grudge: &Grudge) -> Result<(), String> {
+    fn partition(&self, grudge: &Grudge) -> Result<(), BackendError> {
         let mut rules = String::new();
         for (dst, srcs) in grudge.iter() {
             for src in srcs {
@@ -225,16 +202,18 @@ impl Backend for SandboxBackend {
         // Delete-and-recreate in one transaction: the new partition replaces the old one
         // atomically. Priority -10 runs before the iptables filter chain, so a cut packet
         // is dropped before it could be queued for delay.
-        network::nft(&format!(
+        Ok(network::nft(&format!(
             "table ip faultline\ndelete table ip faultline\ntable ip faultline {{\n  chain cut {{\n    type filter hook forward priority -10; policy accept;\n{rules}  }}\n}}\n"
-        ))
+        ))?)
     }
 
-    fn heal(&self) -> Result<(), String> {
-        network::nft("table ip faultline\ndelete table ip faultline\n")
+    fn heal(&self) -> Result<(), BackendError> {
+        Ok(network::nft(
+            "table ip faultline\ndelete table ip faultline\n",
+        )?)
     }
 
-    fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), String> {
+    fn start_packet_fault(&self, from: &[usize], fault: PacketFault) -> Result<(), BackendError> {
         self.stop_packet_fault()?;
         let result = self.install_packet_fault(from, fault);
         if result.is_err() {
@@ -243,7 +222,7 @@ impl Backend for SandboxBackend {
         result
     }
 
-    fn stop_packet_fault(&self) -> Result<(), String> {
+    fn stop_packet_fault(&self) -> Result<(), BackendError> {
         network::nft("table ip faultline_dup\ndelete table ip faultline_dup\n")?;
         if self.steering.swap(false, Ordering::SeqCst) {
             network::iptables(&["-F", "FORWARD"])?;

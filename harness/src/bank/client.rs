@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use workloads::Completion;
 
-use crate::client::{json_request, ExchangeError, HttpClient, Response};
+use crate::client::{json_request, ExchangeError, HttpClient, RequestError, Response};
 
 /// How one transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,18 +141,31 @@ impl HttpClient {
         node: usize,
         path: &str,
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, RequestError> {
         let (status, body) = self
             .call_json(node, Method::GET, path, None, timeout)
             .await?;
         if status != 200 {
-            return Err(format!("GET {path}: HTTP {status}: {body}"));
+            return Err(RequestError::Status {
+                method: "GET",
+                path: path.to_string(),
+                status,
+                body: body.to_string(),
+            });
         }
-        serde_json::from_value(body).map_err(|e| format!("GET {path}: bad body: {e}"))
+        serde_json::from_value(body).map_err(|e| RequestError::BadBody {
+            method: "GET",
+            path: path.to_string(),
+            why: e.to_string(),
+        })
     }
 
     /// `GET /bank/status` of node `node`.
-    pub async fn bank_status(&self, node: usize, timeout: Duration) -> Result<BankStatus, String> {
+    pub async fn bank_status(
+        &self,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<BankStatus, RequestError> {
         self.get_json(node, "/bank/status", timeout).await
     }
 
@@ -161,7 +174,7 @@ impl HttpClient {
         &self,
         node: usize,
         timeout: Duration,
-    ) -> Result<Vec<Transfer>, String> {
+    ) -> Result<Vec<Transfer>, RequestError> {
         self.get_json(node, "/bank/transfers", timeout).await
     }
 
@@ -175,7 +188,7 @@ impl HttpClient {
         let (status, body) = self
             .call_json(node, Method::POST, "/bank/snapshot", Some(request), timeout)
             .await
-            .map_err(SnapshotError::Failed)?;
+            .map_err(|e| SnapshotError::Failed(e.to_string()))?;
         let message = || {
             body["error"]
                 .as_str()
@@ -198,14 +211,19 @@ impl HttpClient {
         node: usize,
         offset_ms: i64,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), RequestError> {
         let body = serde_json::json!({ "offset_ms": offset_ms });
         match self
             .call_json(node, Method::POST, "/admin/clock", Some(&body), timeout)
             .await?
         {
             (200, _) => Ok(()),
-            (status, body) => Err(format!("POST /admin/clock: HTTP {status}: {body}")),
+            (status, body) => Err(RequestError::Status {
+                method: "POST",
+                path: "/admin/clock".into(),
+                status,
+                body: body.to_string(),
+            }),
         }
     }
 }
@@ -371,5 +389,36 @@ mod tests {
             client.snapshot(0, &serde_json::json!({"id":1}), t).await,
             Err(SnapshotError::Failed(_))
         ));
+    }
+
+    /// Nodes that check the cluster secret answer control calls only with it; the client
+    /// sends it on every one of them once given.
+    #[tokio::test]
+    async fn control_calls_carry_the_cluster_secret() {
+        use axum::http::HeaderMap;
+        let app = axum::Router::new().route(
+            "/admin/clock",
+            post(|headers: HeaderMap| async move {
+                match headers.get("x-faultline-secret").map(|v| v.as_bytes()) {
+                    Some(b"s3cret") => (StatusCode::OK, Json(serde_json::json!({}))),
+                    _ => (
+                        StatusCode::UNAUTHORIZED,
+                        Json(serde_json::json!({"error": "missing or wrong cluster secret"})),
+                    ),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let t = Duration::from_secs(2);
+        let without = HttpClient::new(&[addr]);
+        let refused = without.set_clock_offset(0, 5, t).await.unwrap_err();
+        assert!(
+            matches!(refused, RequestError::Status { status: 401, .. }),
+            "{refused}"
+        );
+        let with = HttpClient::new(&[addr]).with_secret(Some("s3cret".into()));
+        with.set_clock_offset(0, 5, t).await.unwrap();
     }
 }

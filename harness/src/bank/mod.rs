@@ -1,5 +1,5 @@
 //! The bank workload's side of a run (issue 5): transfer clients, the snapshot task and
-//! the money checks. `test_run` drives it at the same joints as the register workloads;
+//! the money checks, as a `crate::workload::Workload` the pipeline drives like any other;
 //! the wire API is the contract in the nodes' bank routes (`/bank/*`, `/admin/clock`).
 //!
 //! - `client` — the bank and admin calls on `HttpClient`, and what each response proves.
@@ -14,10 +14,21 @@ pub mod snapshots;
 pub mod verdict;
 pub mod worker;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use checker::snapshot::Algorithm;
 use clap::ValueEnum;
+use futures_util::future::BoxFuture;
+
+use crate::checkers::{CheckOutcome, Checker, Recorded};
+use crate::client::HttpClient;
+use crate::fault::FaultKind;
+use crate::system::faultline::FaultlineCluster;
+use crate::system::Cluster;
+use crate::worker::Shared;
+use crate::workload::{RunContext, Workload, WorkloadError, WorkloadRun};
 
 /// How nodes deliver frames on their peer channels: the nodes' own `--channels` type, so
 /// the flag the harness takes is the one it passes on.
@@ -74,59 +85,268 @@ impl BankPlan {
     }
 }
 
-/// The bank part of a running test: its transfer clients and its snapshot task.
-pub struct BankRun {
-    clients: Vec<tokio::task::JoinHandle<()>>,
-    snapshots: tokio::task::JoinHandle<snapshots::Collected>,
+/// The bank workload (issue 5): `--concurrency` transfer clients, a global snapshot every
+/// `--snapshot-interval`, and after the heal a drain and the money checks.
+#[derive(Debug, Clone)]
+pub struct BankWorkload {
+    pub plan: BankPlan,
 }
 
-impl BankRun {
-    /// Starts `concurrency` transfer clients and the snapshot task, which writes
-    /// `snapshots_path`; both stop when `stop` turns true.
-    pub fn start(
-        plan: &BankPlan,
-        seed: u64,
-        concurrency: usize,
-        shared: &std::sync::Arc<crate::worker::Shared<crate::client::HttpClient>>,
-        stop: &tokio::sync::watch::Receiver<bool>,
-        snapshots_path: &std::path::Path,
-    ) -> Result<Self, String> {
+impl BankWorkload {
+    /// The first bank-only flag given, if any (refused for other workloads).
+    pub fn flags_given(args: &crate::cli::RunArgs) -> Option<&'static str> {
+        [
+            ("--channels", args.channels.is_some()),
+            ("--snapshot-interval", args.snapshot_interval.is_some()),
+            ("--snapshot-timeout", args.snapshot_timeout.is_some()),
+            ("--snapshot-algo", args.snapshot_algo.is_some()),
+            ("--initial-balance", args.initial_balance.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(flag, _)| flag)
+    }
+
+    /// The bank flags, validated.
+    pub fn from_args(args: &crate::cli::RunArgs) -> Result<Self, WorkloadError> {
+        if args.nodes < 2 {
+            return Err(WorkloadError::Invalid(format!(
+                "--workload bank needs at least 2 nodes to move money between, got --nodes {}",
+                args.nodes
+            )));
+        }
+        let initial_balance = args.initial_balance.unwrap_or(1000);
+        if !(1..=1_000_000_000_000).contains(&initial_balance) {
+            return Err(WorkloadError::Invalid(format!(
+                "--initial-balance must be between 1 and 10^12, got {initial_balance}"
+            )));
+        }
+        let secs = |flag, s| {
+            crate::cli::positive_secs(flag, s).map_err(|e| WorkloadError::Invalid(e.to_string()))
+        };
+        Ok(Self {
+            plan: BankPlan {
+                channels: args.channels.unwrap_or(Channels::Fifo),
+                algo: args.snapshot_algo.unwrap_or(SnapshotAlgo::ChandyLamport),
+                snapshot_interval: secs(
+                    "snapshot-interval",
+                    args.snapshot_interval.unwrap_or(2.0),
+                )?,
+                snapshot_timeout: secs("snapshot-timeout", args.snapshot_timeout.unwrap_or(3.0))?,
+                initial_balance,
+            },
+        })
+    }
+}
+
+impl Workload for BankWorkload {
+    fn name(&self) -> &'static str {
+        "bank"
+    }
+
+    fn model(&self) -> String {
+        "bank (snapshots + conservation)".into()
+    }
+
+    fn name_tags(&self) -> Vec<String> {
+        let mut tags = Vec::new();
+        if self.plan.channels != Channels::Fifo {
+            tags.push(self.plan.channels.name().to_string());
+        }
+        if self.plan.algo != SnapshotAlgo::ChandyLamport {
+            tags.push(self.plan.algo.name().to_string());
+        }
+        tags
+    }
+
+    fn node_flags(&self) -> Vec<String> {
+        self.plan.node_args()
+    }
+
+    fn supports_system(&self, system: &str) -> Result<(), WorkloadError> {
+        if system == "faultline" {
+            Ok(())
+        } else {
+            Err(WorkloadError::Unsupported(format!(
+                "--workload bank needs faultline's own nodes (their /bank routes), not {system}"
+            )))
+        }
+    }
+
+    fn start(&self, ctx: &RunContext) -> Result<Box<dyn WorkloadRun>, WorkloadError> {
+        let client = ctx
+            .cluster
+            .as_any()
+            .downcast_ref::<FaultlineCluster>()
+            .ok_or_else(|| {
+                WorkloadError::Unsupported("--workload bank needs faultline's own nodes".into())
+            })?
+            .http();
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            recorder: ctx.recorder.clone(),
+            stats: ctx.stats.clone(),
+            node_ids: ctx.node_ids.clone(),
+            op_timeout: ctx.op_timeout,
+            mean_gap: ctx.mean_gap,
+            concurrency: ctx.concurrency as u64,
+        });
+        let snapshots_path = ctx.dir.join(SNAPSHOTS_FILE);
         let task = snapshots::SnapshotTask::create(
-            snapshots_path,
-            plan.clone(),
-            seed,
-            shared.client.clone(),
-            shared.recorder.clone(),
-            shared.stats.clone(),
-            shared.node_ids.clone(),
+            &snapshots_path,
+            self.plan.clone(),
+            ctx.seed,
+            client.clone(),
+            ctx.recorder.clone(),
+            ctx.stats.clone(),
+            ctx.node_ids.clone(),
         )?;
-        let mut workers = Vec::with_capacity(concurrency);
-        for slot in 0..concurrency {
-            workers.push(worker::BankWorker::new(slot, seed, shared.clone())?);
+        let mut workers = Vec::with_capacity(ctx.concurrency);
+        for slot in 0..ctx.concurrency {
+            workers.push(
+                worker::BankWorker::new(slot, ctx.seed, shared.clone())
+                    .map_err(WorkloadError::Invalid)?,
+            );
         }
         let clients = workers
             .into_iter()
             .map(|mut w| {
-                let stop = stop.clone();
+                let stop = ctx.stop.clone();
                 tokio::spawn(async move { w.run(stop).await })
             })
             .collect();
-        let snapshots = tokio::spawn(task.run(stop.clone()));
-        Ok(Self { clients, snapshots })
+        let snapshots = Some(tokio::spawn(task.run(ctx.stop.clone())));
+        Ok(Box::new(BankRun {
+            plan: self.plan.clone(),
+            clients,
+            snapshots,
+            collected: None,
+            settled: None,
+            cluster: ctx.cluster.clone(),
+            client,
+            node_ids: ctx.node_ids.clone(),
+            reset_clocks: ctx.faults.contains(&FaultKind::Clock),
+            phase: ctx.phase.clone(),
+            snapshots_path,
+        }))
     }
 
-    /// Waits for the clients and the snapshot task to stop (after `stop` turned true);
-    /// returns every snapshot taken.
-    pub async fn finish(self) -> snapshots::Collected {
-        for c in self.clients {
-            let _ = c.await;
-        }
-        self.snapshots
-            .await
-            .unwrap_or_else(|e| snapshots::Collected {
-                write_error: Some(format!("the snapshot task crashed: {e}")),
-                ..Default::default()
-            })
+    fn results(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let bank = &self.plan;
+        vec![(
+            "bank",
+            serde_json::json!({
+                "channels": bank.channels.name(),
+                "snapshot_algo": bank.algo.name(),
+                "snapshot_interval_s": bank.snapshot_interval.as_secs_f64(),
+                "snapshot_timeout_s": bank.snapshot_timeout.as_secs_f64(),
+                "initial_balance": bank.initial_balance,
+            }),
+        )]
+    }
+}
+
+/// The file the snapshot task streams to, in the results folder.
+pub const SNAPSHOTS_FILE: &str = "snapshots.jsonl";
+
+/// The bank part of a running test: its transfer clients and its snapshot task.
+struct BankRun {
+    plan: BankPlan,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    snapshots: Option<tokio::task::JoinHandle<snapshots::Collected>>,
+    collected: Option<snapshots::Collected>,
+    settled: Option<verdict::Settled>,
+    cluster: Arc<dyn Cluster>,
+    client: Arc<HttpClient>,
+    node_ids: Vec<String>,
+    reset_clocks: bool,
+    phase: Arc<std::sync::Mutex<&'static str>>,
+    snapshots_path: PathBuf,
+}
+
+impl WorkloadRun for BankRun {
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            for c in std::mem::take(&mut self.clients) {
+                let _ = c.await;
+            }
+            if let Some(task) = self.snapshots.take() {
+                self.collected = Some(task.await.unwrap_or_else(|e| snapshots::Collected {
+                    write_error: Some(format!("the snapshot task crashed: {e}")),
+                    ..Default::default()
+                }));
+            }
+        })
+    }
+
+    fn settle(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            *self.phase.lock().unwrap() = "drain";
+            self.settled = Some(
+                settle(
+                    &*self.cluster,
+                    &self.client,
+                    &self.node_ids,
+                    &self.plan,
+                    self.reset_clocks,
+                )
+                .await,
+            );
+        })
+    }
+
+    fn judge(self: Box<Self>, _interrupted: Option<&str>) -> Vec<Box<dyn Checker>> {
+        vec![Box::new(BankChecker {
+            collected: self.collected.unwrap_or_default(),
+            settled: self.settled,
+            snapshots_path: self.snapshots_path,
+        })]
+    }
+}
+
+/// Snapshot consistency and conservation of money (`checkers.bank` in results.json).
+struct BankChecker {
+    collected: snapshots::Collected,
+    settled: Option<verdict::Settled>,
+    snapshots_path: PathBuf,
+}
+
+impl Checker for BankChecker {
+    fn name(&self) -> &'static str {
+        "bank"
+    }
+
+    fn check(self: Box<Self>, recorded: &Recorded) -> CheckOutcome {
+        eprintln!(
+            "faultline run: checking {} ...",
+            self.snapshots_path.display()
+        );
+        let judgement = judge_run(
+            self.collected,
+            self.settled,
+            recorded.interrupted.is_some(),
+            &self.snapshots_path,
+        );
+        let mut outcome = judgement.outcome();
+        let s = &judgement.report.summary;
+        outcome.summary = Some(format!(
+            "snapshots: {} started, {} completed, {} consistent, {} inconsistent, {} incomplete; {}",
+            s.started,
+            s.completed,
+            s.consistent,
+            s.inconsistent,
+            s.incomplete,
+            judgement.final_state.describe()
+        ));
+        outcome.results = vec![
+            ("snapshots", judgement.snapshots_json()),
+            (
+                "final",
+                serde_json::to_value(&judgement.final_state).unwrap_or_default(),
+            ),
+        ];
+        outcome.files = vec![("snapshots", SNAPSHOTS_FILE)];
+        outcome
     }
 }
 
@@ -134,13 +354,14 @@ impl BankRun {
 /// the clock nemesis could not reach may still be skewed), the drain and final balances,
 /// and the transfer log. Must run before the nodes are stopped.
 pub async fn settle(
-    client: &crate::client::HttpClient,
+    cluster: &dyn Cluster,
+    client: &HttpClient,
     node_ids: &[String],
     plan: &BankPlan,
     reset_clocks: bool,
 ) -> verdict::Settled {
     if reset_clocks {
-        let _ = crate::nemesis::clock::apply(client, node_ids, &vec![0; node_ids.len()]).await;
+        let _ = crate::nemesis::clock::apply(cluster, &vec![0; node_ids.len()]).await;
     }
     let final_state = verdict::drain(
         client,
@@ -178,7 +399,7 @@ pub fn judge_run(
                 conservation: None,
                 note: Some(why.into()),
             },
-            Err(why.into()),
+            Err(verdict::LogError::NotFetched(why)),
         )
     });
     if let Some(e) = &collected.write_error {

@@ -165,8 +165,11 @@ impl SnapshotTask {
         recorder: Recorder,
         stats: Arc<Stats>,
         node_ids: Vec<String>,
-    ) -> Result<Self, String> {
-        let out = File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    ) -> Result<Self, crate::workload::WorkloadError> {
+        let out = File::create(path).map_err(|source| crate::workload::WorkloadError::Io {
+            what: format!("creating {}", path.display()),
+            source,
+        })?;
         Ok(Self {
             client,
             recorder,

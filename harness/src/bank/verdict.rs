@@ -25,15 +25,36 @@ use serde::Serialize;
 use workloads::bank::Conservation;
 
 use super::snapshots::{Collected, Problem};
-use crate::check::CheckOutcome;
+use crate::checkers::CheckOutcome;
 use crate::client::HttpClient;
 use crate::report::html::escape;
+use crate::store::StoreError;
 
 /// Every transfer sent, per channel `(from, to)`, in seq order.
 pub type TransferLog = BTreeMap<(String, String), Vec<Transfer>>;
 
 /// What `settle` found: the final state, and the transfer log or why there is none.
-pub type Settled = (FinalState, Result<TransferLog, String>);
+pub type Settled = (FinalState, Result<TransferLog, LogError>);
+
+/// Why there is no transfer log to judge snapshots with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// A node's `GET /bank/transfers` failed every try.
+    #[error("no transfer log from {node}: {why}")]
+    Unreachable { node: String, why: String },
+    /// Two nodes logged different transfers under one channel and seq.
+    #[error("the transfer logs disagree on {from}→{to} seq {seq}: amount {amount} vs {other}")]
+    Disagree {
+        from: String,
+        to: String,
+        seq: u64,
+        amount: i64,
+        other: i64,
+    },
+    /// The settle phase that fetches it did not run.
+    #[error("{0}")]
+    NotFetched(&'static str),
+}
 
 /// The cluster after the drain.
 #[derive(Debug, Clone, Serialize)]
@@ -136,7 +157,10 @@ pub async fn drain(
 /// The transfer log, per channel `(from, to)`, in seq order: the union of every node's
 /// `GET /bank/transfers`. `Err` when some node's log could not be had — a partial log
 /// would make the checker report real sends as missing from it.
-pub async fn transfer_log(client: &HttpClient, node_ids: &[String]) -> Result<TransferLog, String> {
+pub async fn transfer_log(
+    client: &HttpClient,
+    node_ids: &[String],
+) -> Result<TransferLog, LogError> {
     let mut all = Vec::new();
     for (i, id) in node_ids.iter().enumerate() {
         let mut last = String::new();
@@ -147,13 +171,18 @@ pub async fn transfer_log(client: &HttpClient, node_ids: &[String]) -> Result<Tr
                     got = Some(log);
                     break;
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         match got {
             Some(log) => all.extend(log),
-            None => return Err(format!("no transfer log from {id}: {last}")),
+            None => {
+                return Err(LogError::Unreachable {
+                    node: id.clone(),
+                    why: last,
+                })
+            }
         }
     }
     union(all)
@@ -161,16 +190,19 @@ pub async fn transfer_log(client: &HttpClient, node_ids: &[String]) -> Result<Tr
 
 /// Groups transfers per channel, dropping exact repeats; two different transfers with the
 /// same channel and seq are an error naming them.
-fn union(all: Vec<Transfer>) -> Result<TransferLog, String> {
+fn union(all: Vec<Transfer>) -> Result<TransferLog, LogError> {
     let mut by_id: BTreeMap<(String, String, u64), Transfer> = BTreeMap::new();
     for t in all {
         let key = (t.from.clone(), t.to.clone(), t.seq);
         match by_id.get(&key) {
             Some(seen) if *seen != t => {
-                return Err(format!(
-                    "the transfer logs disagree on {}→{} seq {}: amount {} vs {}",
-                    t.from, t.to, t.seq, seen.amount, t.amount
-                ))
+                return Err(LogError::Disagree {
+                    from: t.from.clone(),
+                    to: t.to.clone(),
+                    seq: t.seq,
+                    amount: seen.amount,
+                    other: t.amount,
+                })
             }
             Some(_) => {}
             None => {
@@ -262,7 +294,7 @@ impl std::fmt::Display for Defective {
 /// Checks every snapshot (with the log, when there is one) and the final state.
 pub fn judge(
     collected: &Collected,
-    log: Result<&TransferLog, String>,
+    log: Result<&TransferLog, LogError>,
     final_state: FinalState,
 ) -> BankJudgement {
     let (log, mut log_note) = match log {
@@ -448,7 +480,7 @@ impl BankJudgement {
     /// are left out: only the run knows which nodes and money it started with, so the
     /// checker alone would judge them by what they wrongly say. They are listed, with the
     /// reason, in `results.json`'s `snapshots.defective`.
-    pub fn rewrite_snapshots(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn rewrite_snapshots(&self, path: &std::path::Path) -> Result<(), StoreError> {
         let tmp = path.with_extension("jsonl.tmp");
         let text: String = self
             .judged
@@ -457,7 +489,7 @@ impl BankJudgement {
             .collect();
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("rewriting {}: {e}", path.display()))
+            .map_err(|e| StoreError::new("rewriting", path, e))
     }
 
     pub fn outcome(&self) -> CheckOutcome {
@@ -467,14 +499,9 @@ impl BankJudgement {
             "defective": self.defective,
             "final": self.final_state,
         });
-        CheckOutcome {
-            checker: "bank",
-            verdict: self.verdict,
-            report,
-            text: self.text(),
-            html: None,
-            fragment: Some(self.html_fragment()),
-        }
+        let mut outcome = CheckOutcome::new("bank", self.verdict, report, self.text());
+        outcome.fragment = Some(self.html_fragment());
+        outcome
     }
 }
 
@@ -592,7 +619,7 @@ mod tests {
         let merged = union(vec![t("n1", "n2", 1, 5), t("n1", "n2", 1, 5)]).unwrap();
         assert_eq!(merged.values().map(Vec::len).sum::<usize>(), 1);
         let e = union(vec![t("n1", "n2", 1, 5), t("n1", "n2", 1, 6)]).unwrap_err();
-        assert!(e.contains("n1→n2 seq 1"), "{e}");
+        assert!(e.to_string().contains("n1→n2 seq 1"), "{e}");
     }
 
     fn drained(total: i64) -> FinalState {
@@ -672,14 +699,17 @@ mod tests {
         // Without the log the snapshot is still judged, and the note says so.
         let j = judge(
             &collected(vec![consistent()]),
-            Err("n2 down".into()),
+            Err(LogError::Unreachable {
+                node: "n2".into(),
+                why: "down".into(),
+            }),
             drained(200),
         );
         assert_eq!(j.verdict, Verdict::Valid);
         assert!(j.snapshots_json()["transfer_log"]
             .as_str()
             .unwrap()
-            .contains("n2 down"));
+            .contains("no transfer log from n2: down"));
     }
 
     #[test]

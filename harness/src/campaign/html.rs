@@ -215,7 +215,8 @@ pub fn render(summary: &Summary) -> String {
             if let Some(p) = &r.report {
                 files.push(format!("<a href=\"{}\">report</a>", href(p)));
             }
-            if let Some(p) = &r.results_dir {
+            // `ops` is set exactly when the run's results.json was read.
+            if let (Some(p), Some(_)) = (&r.results_dir, &r.ops) {
                 files.push(format!(
                     "<a href=\"{}/results.json\">results.json</a>",
                     href(p)

@@ -96,7 +96,19 @@ struct Running {
     index: usize,
     child: Child,
     started: Instant,
+    /// When it was sent SIGTERM for running past its deadline.
+    overdue_since: Option<Instant>,
 }
+
+/// How long a cell may run before the campaign stops it: its main phase twice over plus
+/// ten minutes for start, heal, final reads and the check (60 s by default). A run that
+/// takes longer is stuck, and a stuck cell must not hang a nightly job.
+fn deadline(cell: &Cell) -> Duration {
+    Duration::from_secs_f64(2.0 * cell.time_limit_s + 600.0)
+}
+
+/// After SIGTERM, how long a stuck run gets to tear down before SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(30);
 
 fn spawn(cell: &Cell, dir: &Path, exe: &Path) -> std::io::Result<Child> {
     if dir.exists() {
@@ -195,6 +207,7 @@ pub fn run(cells: &[Cell], opts: &Options, progress: &mut Progress) -> Outcome {
                     index: i,
                     child,
                     started: Instant::now(),
+                    overdue_since: None,
                 }),
                 Err(e) => {
                     let mut r = CellRecord::not_run(cell, "");
@@ -210,6 +223,26 @@ pub fn run(cells: &[Cell], opts: &Options, progress: &mut Progress) -> Outcome {
                     progress.finished(&r);
                     records[i] = Some(r);
                 }
+            }
+        }
+
+        for r in running.iter_mut() {
+            let pid = r.child.id() as i32;
+            match r.overdue_since {
+                None if r.started.elapsed() > deadline(&cells[r.index]) => {
+                    progress.note(&format!(
+                        "campaign: {} still running after {} s: stopping it",
+                        cells[r.index].id,
+                        r.started.elapsed().as_secs()
+                    ));
+                    // SAFETY: plain kill(2) of our own child.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                    r.overdue_since = Some(Instant::now());
+                }
+                Some(t) if t.elapsed() > KILL_AFTER => {
+                    let _ = r.child.kill();
+                }
+                _ => {}
             }
         }
 
@@ -241,6 +274,14 @@ pub fn run(cells: &[Cell], opts: &Options, progress: &mut Progress) -> Outcome {
                 &opts.out,
                 &dir,
             );
+            if done.overdue_since.is_some() {
+                r.status = Status::Error;
+                r.explanation = Some(format!(
+                    "stopped by the campaign after {:.0} s (deadline: 2 x time limit + 600 s); {}",
+                    deadline(cell).as_secs_f64(),
+                    r.explanation.as_deref().unwrap_or("")
+                ));
+            }
             if opts.keep == Keep::Failed && r.status == Status::Expected {
                 drop_history(&opts.out, &mut r);
             }

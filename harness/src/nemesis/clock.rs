@@ -3,11 +3,14 @@
 //! reads that clock (its nodes record at an agreed instant), so this fault shows why a
 //! time-synchronized snapshot is not a consistent cut.
 
-use std::time::Duration;
-
 use rand::Rng;
 
-use crate::client::HttpClient;
+use crate::system::{Cluster, ControlError};
+
+/// The nodes whose clock could not be set, and why (killed, cut off, no such endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ClockError(pub Vec<ControlError>);
 
 /// Smallest and largest skew, in milliseconds, either way.
 pub const MIN_OFFSET_MS: i64 = 50;
@@ -38,20 +41,17 @@ pub fn describe(ids: &[String], offsets: &[i64]) -> String {
 
 /// Sets node i's offset to `offsets[i]`, going on past nodes that do not answer (killed
 /// or cut off); the error names every one of them.
-pub async fn apply(client: &HttpClient, ids: &[String], offsets: &[i64]) -> Result<(), String> {
+pub async fn apply(cluster: &dyn Cluster, offsets: &[i64]) -> Result<(), ClockError> {
     let mut failed = Vec::new();
     for (i, &offset) in offsets.iter().enumerate() {
-        if let Err(e) = client
-            .set_clock_offset(i, offset, Duration::from_millis(500))
-            .await
-        {
-            failed.push(format!("{}: {e}", ids[i]));
+        if let Err(e) = cluster.set_clock(i, offset).await {
+            failed.push(e);
         }
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(ClockError(failed))
     }
 }
 

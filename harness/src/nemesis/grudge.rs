@@ -7,37 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-/// node → the nodes whose packets it drops. Nodes are indices `0..n`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grudge(BTreeMap<usize, BTreeSet<usize>>);
-
-impl Grudge {
-    pub fn iter(&self) -> impl Iterator<Item = (&usize, &BTreeSet<usize>)> {
-        self.0.iter()
-    }
-
-    /// Whether `dst` drops packets from `src`.
-    pub fn cuts(&self, src: usize, dst: usize) -> bool {
-        self.0.get(&dst).is_some_and(|s| s.contains(&src))
-    }
-
-    /// Every node drops packets from every node outside its own component.
-    pub fn complete(components: &[Vec<usize>]) -> Self {
-        let mut grudge = BTreeMap::new();
-        for (c, component) in components.iter().enumerate() {
-            let others: BTreeSet<usize> = components
-                .iter()
-                .enumerate()
-                .filter(|(o, _)| *o != c)
-                .flat_map(|(_, nodes)| nodes.iter().copied())
-                .collect();
-            for &node in component {
-                grudge.insert(node, others.clone());
-            }
-        }
-        Self(grudge)
-    }
-}
+pub use crate::fault::Grudge;
 
 /// A short description of components for the history and the progress line, e.g.
 /// `[n1 n3] [n2]`.
@@ -148,7 +118,7 @@ pub fn majorities_ring(n: usize, rng: &mut impl Rng) -> Plan {
         grudge.insert(centre, drops);
     }
     Plan {
-        grudge: Grudge(grudge),
+        grudge: Grudge::from(grudge),
         description: views.join("; "),
     }
 }
@@ -172,7 +142,7 @@ pub fn bridge(n: usize, rng: &mut impl Rng) -> Plan {
     grudge.insert(*bridge, BTreeSet::new());
     let list = |xs: &[usize]| xs.iter().map(|&x| name(x)).collect::<Vec<_>>().join(" ");
     Plan {
-        grudge: Grudge(grudge),
+        grudge: Grudge::from(grudge),
         description: format!("[{}] <{}> [{}]", list(left), name(*bridge), list(right)),
     }
 }

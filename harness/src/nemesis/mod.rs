@@ -7,14 +7,11 @@
 //! plan is the backend's job (`crate::backend::Backend`).
 //!
 //! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
-//! - `packet` — the userspace packet delayer (delay, jitter, loss; dup by the kernel).
 //! - `clock` — per-node clock offsets for the bank workload's `clock` snapshots.
 
 pub mod clock;
 pub mod grudge;
-pub mod packet;
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,84 +21,11 @@ use rand::{Rng, SeedableRng};
 
 use tokio::sync::watch;
 
-use crate::backend::Backend;
-use crate::client::HttpClient;
+use crate::backend::{Backend, BackendError};
+pub use crate::fault::{parse_list, FaultKind, PacketFault, UnknownFault};
 use crate::history::{Event, EventType, Recorder};
+use crate::system::Cluster;
 use grudge::PartitionKind;
-use packet::PacketFault;
-
-/// The fault families `--nemesis` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FaultKind {
-    Partition,
-    /// Only the "isolate the current leader" partition: the fault that exposes most
-    /// leader-side bugs (a deposed leader that still answers).
-    IsolateLeader,
-    Kill,
-    /// Only kill's "majority restarted apart" shape (`Target::MajorityApart`): the fault
-    /// that exposes a node forgetting its term across restarts.
-    KillMajorityApart,
-    Pause,
-    Packet,
-    /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
-    Clock,
-}
-
-impl FaultKind {
-    /// What `all` means (`isolate-leader` is already one of partition's shapes).
-    pub const ALL: [FaultKind; 4] = [Self::Partition, Self::Kill, Self::Pause, Self::Packet];
-    const NAMED: [FaultKind; 7] = [
-        Self::Partition,
-        Self::IsolateLeader,
-        Self::Kill,
-        Self::KillMajorityApart,
-        Self::Pause,
-        Self::Packet,
-        Self::Clock,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Partition => "partition",
-            Self::IsolateLeader => "isolate-leader",
-            Self::Kill => "kill",
-            Self::KillMajorityApart => "kill-majority-apart",
-            Self::Pause => "pause",
-            Self::Packet => "packet",
-            Self::Clock => "clock",
-        }
-    }
-}
-
-impl FromStr for FaultKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::NAMED
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown nemesis `{s}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all or none)"
-                )
-            })
-    }
-}
-
-/// Parses `--nemesis`: a comma list of fault kinds, `all`, or `none`.
-pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, String> {
-    let mut kinds = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item {
-            "none" => {}
-            "all" => kinds.extend(FaultKind::ALL),
-            other => kinds.push(other.parse()?),
-        }
-    }
-    kinds.sort();
-    kinds.dedup();
-    Ok(kinds)
-}
 
 /// A fault that is in force and how to undo it.
 #[derive(Debug)]
@@ -277,7 +201,8 @@ fn random_majority(n: usize, rng: &mut StdRng) -> Vec<usize> {
 pub struct Nemesis {
     pub interval: Duration,
     pub backend: Arc<dyn Backend>,
-    pub client: Arc<HttpClient>,
+    /// The running system: who leads, and clock offsets.
+    pub cluster: Arc<dyn Cluster>,
     pub recorder: Recorder,
     /// What is in force now, for the progress line.
     pub current: Arc<Mutex<String>>,
@@ -291,7 +216,7 @@ impl Nemesis {
         interval: Duration,
         seed: u64,
         backend: Arc<dyn Backend>,
-        client: Arc<HttpClient>,
+        cluster: Arc<dyn Cluster>,
         recorder: Recorder,
         current: Arc<Mutex<String>>,
     ) -> Self {
@@ -299,7 +224,7 @@ impl Nemesis {
         Self {
             interval,
             backend,
-            client,
+            cluster,
             recorder,
             current,
             planner,
@@ -352,12 +277,13 @@ impl Nemesis {
     /// Runs a blocking backend call off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&dyn Backend) -> Result<T, String> + Send + 'static,
+        call: impl FnOnce(&dyn Backend) -> Result<T, BackendError> + Send + 'static,
     ) -> Result<T, String> {
         let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || call(&*backend))
-            .await
-            .map_err(|e| e.to_string())?
+        match tokio::task::spawn_blocking(move || call(&*backend)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the backend call panicked: {e}")),
+        }
     }
 
     fn ids(&self) -> Vec<String> {
@@ -453,7 +379,9 @@ impl Nemesis {
                 let ids = self.ids();
                 let description = clock::describe(&ids, &offsets_ms);
                 self.record(EventType::Invoke, "start-clock", &description);
-                let result = clock::apply(&self.client, &ids, &offsets_ms).await;
+                let result = clock::apply(&*self.cluster, &offsets_ms)
+                    .await
+                    .map_err(|e| e.to_string());
                 ("start-clock", description, result, Active::Clock)
             }
         };
@@ -505,7 +433,9 @@ impl Nemesis {
                 (
                     "stop-clock",
                     "every offset 0".to_string(),
-                    clock::apply(&self.client, &ids, &zeros).await,
+                    clock::apply(&*self.cluster, &zeros)
+                        .await
+                        .map_err(|e| e.to_string()),
                 )
             }
         };
@@ -548,24 +478,17 @@ impl Nemesis {
         *self.current.lock().unwrap() = format!("partition: restarted {value}");
     }
 
-    /// The node most nodes name as leader, by `GET /status`, if any.
+    /// The node the cluster says leads now, if any.
     pub async fn leader(&self) -> Option<usize> {
-        find_leader(
-            &self.client,
-            self.backend.nodes().len(),
-            &self
-                .backend
-                .nodes()
-                .iter()
-                .map(|s| s.id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .await
+        self.cluster.leader().await
     }
 }
 
 /// Applies `step` to every node, going on past failures; reports the first.
-fn each(nodes: &[usize], step: impl Fn(usize) -> Result<(), String>) -> Result<(), String> {
+fn each(
+    nodes: &[usize],
+    step: impl Fn(usize) -> Result<(), BackendError>,
+) -> Result<(), BackendError> {
     let mut first = Ok(());
     for &i in nodes {
         let result = step(i);
@@ -574,27 +497,6 @@ fn each(nodes: &[usize], step: impl Fn(usize) -> Result<(), String>) -> Result<(
         }
     }
     first
-}
-
-/// Asks every node who leads; the claim made by the node with the highest term wins.
-pub async fn find_leader(client: &HttpClient, n: usize, ids: &[String]) -> Option<usize> {
-    let mut best: Option<(u64, usize)> = None;
-    for i in 0..n {
-        let Some(status) = client.status(i, Duration::from_millis(300)).await else {
-            continue;
-        };
-        let term = status.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
-        let Some(leader) = status.get("leader").and_then(|l| l.as_str()) else {
-            continue;
-        };
-        let Some(index) = ids.iter().position(|id| id == leader) else {
-            continue;
-        };
-        if best.is_none_or(|(t, _)| term > t) {
-            best = Some((term, index));
-        }
-    }
-    best.map(|(_, i)| i)
 }
 
 #[cfg(test)]
@@ -681,7 +583,10 @@ mod tests {
             parse_list("isolate-leader").unwrap(),
             vec![FaultKind::IsolateLeader]
         );
-        assert!(parse_list("partition,flood").unwrap_err().contains("flood"));
+        assert!(parse_list("partition,flood")
+            .unwrap_err()
+            .to_string()
+            .contains("flood"));
         assert_eq!(
             parse_list("clock,packet").unwrap(),
             vec![FaultKind::Packet, FaultKind::Clock]

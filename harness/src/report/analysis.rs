@@ -97,20 +97,45 @@ fn nemesis_edge(f: &str) -> Option<(&'static str, bool)> {
     })
 }
 
+/// Why a history could not be read back for the report.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} line {line}: {source}", path.display())]
+    Parse {
+        path: std::path::PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl Analysis {
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Self, AnalysisError> {
+        let io = |source| AnalysisError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
         let mut analysis = Analysis::default();
         let mut open: HashMap<u64, usize> = HashMap::new();
         let mut open_window: Option<(String, String, f64)> = None;
         let mut last_ns = 0;
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+            let line = line.map_err(io)?;
             if line.trim().is_empty() {
                 continue;
             }
-            let ev: Line = serde_json::from_str(&line)
-                .map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+            let ev: Line = serde_json::from_str(&line).map_err(|source| AnalysisError::Parse {
+                path: path.to_path_buf(),
+                line: n + 1,
+                source,
+            })?;
             last_ns = last_ns.max(ev.time);
             let t = ev.time as f64 / 1e9;
             match ev.process.as_u64() {

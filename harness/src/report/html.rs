@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::analysis::Analysis;
 use super::plot;
 use super::RunInfo;
-use crate::check::CheckOutcome;
+use crate::checkers::{CheckOutcome, Verdict};
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -16,9 +16,15 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn render(run: &RunInfo, analysis: &Analysis, check: &CheckOutcome) -> String {
+/// The page for a run whose checkers said `checks`, combined into `verdict`.
+pub fn render(
+    run: &RunInfo,
+    analysis: &Analysis,
+    verdict: Verdict,
+    checks: &[CheckOutcome],
+) -> String {
     let counts = analysis.counts();
-    let verdict = format!("{:?}", check.verdict).to_lowercase();
+    let verdict = format!("{verdict:?}").to_lowercase();
     let colour = match verdict.as_str() {
         "valid" => "#2e8b57",
         "invalid" => "#c82828",
@@ -45,12 +51,13 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     let _ = write!(
         html,
         "<table><tr><th>started</th><td>{}</td><th>seed</th><td>{}</td></tr>\
-<tr><th>mode</th><td>{}</td><th>workload / model</th><td>{} / {}</td></tr>\
+<tr><th>system / mode</th><td>{} / {}</td><th>workload / model</th><td>{} / {}</td></tr>\
 <tr><th>nodes</th><td>{}</td><th>bugs</th><td>{}</td></tr>\
 <tr><th>nemesis</th><td>{} every {} s</td><th>clients</th><td>{} at {} ops/s over {} keys</td></tr>\
 <tr><th>main phase</th><td>{} s</td><th>wall time</th><td>{:.1} s</td></tr></table>",
         escape(&run.started_at),
         run.seed,
+        escape(&run.system),
         run.mode,
         run.workload,
         run.model,
@@ -122,7 +129,7 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
                 let _ = write!(
                     html,
                     "<p>(latency chart for {f} failed: {})</p>",
-                    escape(&e)
+                    escape(&e.to_string())
                 );
             }
         }
@@ -130,7 +137,11 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     match plot::throughput_svg(analysis) {
         Ok(svg) => html.push_str(&svg),
         Err(e) => {
-            let _ = write!(html, "<p>(throughput chart failed: {})</p>", escape(&e));
+            let _ = write!(
+                html,
+                "<p>(throughput chart failed: {})</p>",
+                escape(&e.to_string())
+            );
         }
     }
 
@@ -147,23 +158,30 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     }
     html.push_str("</table>");
 
-    let _ = write!(
-        html,
-        "<h2>Checker: {}</h2><pre>{}</pre>",
-        check.checker,
-        escape(&check.text)
-    );
-    if let Some(fragment) = &check.fragment {
-        html.push_str(fragment);
+    // One section per checker, in the order they ran.
+    for check in checks {
+        let _ = write!(
+            html,
+            "<h2>Checker: {} — {}</h2><pre>{}</pre>",
+            check.checker,
+            format!("{:?}", check.verdict).to_lowercase(),
+            escape(&check.text)
+        );
+        if let Some(fragment) = &check.fragment {
+            html.push_str(fragment);
+        }
+        if let Some(page) = &check.html {
+            let _ = write!(html, "<iframe srcdoc=\"{}\"></iframe>", escape(page));
+        }
     }
-    if let Some(page) = &check.html {
-        let _ = write!(html, "<iframe srcdoc=\"{}\"></iframe>", escape(page));
+    if checks.is_empty() {
+        html.push_str("<h2>Checkers</h2><p>No checker ran: nothing was judged.</p>");
     }
-    let snapshots = if check.checker == "bank" {
-        "<code>snapshots.jsonl</code>, "
-    } else {
-        ""
-    };
-    let _ = writeln!(html, "<p>Files: <code>history.jsonl</code>, {snapshots}<code>results.json</code>, <code>nodes/&lt;id&gt;.log</code>.</p></body></html>");
+    let files: String = checks
+        .iter()
+        .flat_map(|c| c.files.iter())
+        .map(|(_, f)| format!("<code>{}</code>, ", escape(f)))
+        .collect();
+    let _ = writeln!(html, "<p>Files: <code>history.jsonl</code>, {files}<code>results.json</code>, <code>nodes/&lt;id&gt;.log</code>.</p></body></html>");
     html
 }

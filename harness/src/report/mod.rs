@@ -11,7 +11,7 @@ pub mod plot;
 
 use serde::Serialize;
 
-use crate::check::CheckOutcome;
+use crate::checkers::{CheckOutcome, Verdict};
 use analysis::Analysis;
 
 /// The run's facts that are not in the history.
@@ -20,6 +20,8 @@ pub struct RunInfo {
     pub test: String,
     pub started_at: String,
     pub seed: u64,
+    /// The system under test (`faultline`, ...).
+    pub system: String,
     pub mode: String,
     pub workload: String,
     pub model: String,
@@ -37,19 +39,31 @@ pub struct RunInfo {
     pub interrupted: Option<String>,
 }
 
-/// Builds `results.json`.
-pub fn results_json(run: &RunInfo, analysis: &Analysis, check: &CheckOutcome) -> serde_json::Value {
+/// Builds `results.json`: the run, the combined `verdict`, one entry per checker under
+/// `checkers` (`{"verdict", "report"}`), the op counts and latencies, the nemesis windows,
+/// each checker's extra top-level fields and the files.
+pub fn results_json(
+    run: &RunInfo,
+    analysis: &Analysis,
+    verdict: Verdict,
+    checks: &[CheckOutcome],
+    extra: &[(&'static str, serde_json::Value)],
+) -> serde_json::Value {
     let counts = analysis.counts();
-    serde_json::json!({
+    let checkers: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            (
+                c.checker.to_string(),
+                serde_json::json!({ "verdict": c.verdict, "report": c.report }),
+            )
+        })
+        .collect();
+    let mut results = serde_json::json!({
         "test": run.test,
-        "verdict": check.verdict,
+        "verdict": verdict,
         "run": run,
-        "checkers": {
-            check.checker: {
-                "verdict": check.verdict,
-                "report": check.report,
-            }
-        },
+        "checkers": checkers,
         "ops": counts,
         "availability": counts.availability(),
         "by_f": analysis.by_f(),
@@ -60,5 +74,15 @@ pub fn results_json(run: &RunInfo, analysis: &Analysis, check: &CheckOutcome) ->
             "report": "report.html",
             "node_logs": "nodes/",
         },
-    })
+    });
+    for (key, value) in extra
+        .iter()
+        .chain(checks.iter().flat_map(|c| c.results.iter()))
+    {
+        results[*key] = value.clone();
+    }
+    for (key, file) in checks.iter().flat_map(|c| c.files.iter()) {
+        results["files"][*key] = (*file).into();
+    }
+    results
 }

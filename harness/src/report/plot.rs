@@ -36,7 +36,7 @@ fn shade<DB: DrawingBackend>(
     >,
     windows: &[Window],
     y: (f64, f64),
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     chart
         .draw_series(windows.iter().map(|w| {
             Rectangle::new(
@@ -44,12 +44,23 @@ fn shade<DB: DrawingBackend>(
                 fault_colour(&w.fault).mix(0.12).filled(),
             )
         }))
-        .map_err(|e| e.to_string())?;
+        .map_err(PlotError::from_drawing)?;
     Ok(())
 }
 
+/// Why a chart could not be drawn (plotters' drawing errors, as text).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("drawing the chart: {0}")]
+pub struct PlotError(pub String);
+
+impl PlotError {
+    fn from_drawing(e: impl std::fmt::Display) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// Latency scatter of one op type `f`: x = completion time (s), y = latency (ms, log).
-pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, String> {
+pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, PlotError> {
     let points: Vec<(f64, f64, Outcome)> = analysis
         .ops
         .iter()
@@ -67,7 +78,7 @@ pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!("{f}: latency by invocation time"),
@@ -77,13 +88,13 @@ pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, String> {
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(0f64..end, (0.01f64..max_ms).log_scale())
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         chart
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc("latency (ms)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         shade(&mut chart, &analysis.windows, (0.01, max_ms))?;
         for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
             let colour = outcome_colour(outcome);
@@ -94,7 +105,7 @@ pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, String> {
                         .filter(|p| p.2 == outcome)
                         .map(|p| Circle::new((p.0, p.1), 2, colour.mix(0.7).filled())),
                 )
-                .map_err(|e| e.to_string())?
+                .map_err(PlotError::from_drawing)?
                 .label(format!("{outcome:?}").to_lowercase())
                 .legend(move |(x, y)| Circle::new((x, y), 3, colour.filled()));
         }
@@ -104,14 +115,14 @@ pub fn latency_svg(analysis: &Analysis, f: &str) -> Result<String, String> {
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
+        root.present().map_err(PlotError::from_drawing)?;
     }
     Ok(svg)
 }
 
 /// Completions per second by outcome, with the nemesis windows shaded.
-pub fn throughput_svg(analysis: &Analysis) -> Result<String, String> {
+pub fn throughput_svg(analysis: &Analysis) -> Result<String, PlotError> {
     let series = analysis.throughput();
     let max = series
         .values()
@@ -125,20 +136,20 @@ pub fn throughput_svg(analysis: &Analysis) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
         let mut chart = ChartBuilder::on(&root)
             .caption("throughput (completions per second)", ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(0f64..end, 0f64..max)
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         chart
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc("ops/s")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         shade(&mut chart, &analysis.windows, (0.0, max))?;
         for (outcome, counts) in &series {
             let colour = outcome_colour(*outcome);
@@ -150,7 +161,7 @@ pub fn throughput_svg(analysis: &Analysis) -> Result<String, String> {
                         .map(|(s, &c)| (s as f64 + 0.5, c as f64)),
                     colour.stroke_width(2),
                 ))
-                .map_err(|e| e.to_string())?
+                .map_err(PlotError::from_drawing)?
                 .label(format!("{outcome:?}").to_lowercase())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
@@ -162,8 +173,8 @@ pub fn throughput_svg(analysis: &Analysis) -> Result<String, String> {
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
+        root.present().map_err(PlotError::from_drawing)?;
     }
     Ok(svg)
 }

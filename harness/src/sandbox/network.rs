@@ -45,15 +45,19 @@ pub fn node_addr(index: usize) -> Ipv4Addr {
 
 /// Builds the network for `count` nodes. Fails if the current namespace is not a fresh,
 /// empty one — the guard that keeps test traffic from ever using a real network.
-pub fn build(count: usize) -> Result<Vec<NodeNet>, String> {
+pub fn build(count: usize) -> Result<Vec<NodeNet>, NetworkError> {
     assert!(
         count <= 200,
         "node count is validated before the sandbox is built"
     );
     ensure_isolated()?;
     ip(None, &["link", "set", "lo", "up"])?;
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|e| format!("enabling forwarding in the sandbox: {e}"))?;
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| {
+        NetworkError::Namespace {
+            what: "enabling forwarding in the sandbox",
+            source,
+        }
+    })?;
     let root_pid = std::process::id().to_string();
     (0..count)
         .map(|index| {
@@ -85,9 +89,48 @@ pub fn build(count: usize) -> Result<Vec<NodeNet>, String> {
         .collect()
 }
 
+/// Why the sandbox's network could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// A tool (`ip`, `nft`, `iptables-nft`) could not be run.
+    #[error("{what} `{tool}`: {source}")]
+    Spawn {
+        what: &'static str,
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool ran and failed; its stderr says why.
+    #[error("`{command}` failed: {stderr}")]
+    Tool { command: String, stderr: String },
+    /// A namespace operation failed.
+    #[error("{what}: {source}")]
+    Namespace {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The namespace to build in is not the sandbox's own.
+    #[error(
+        "refusing to build the test network: this network namespace is not empty (links {0:?})"
+    )]
+    NotIsolated(Vec<String>),
+}
+
+impl From<NetworkError> for crate::backend::BackendError {
+    fn from(e: NetworkError) -> Self {
+        match e {
+            NetworkError::NotIsolated(_) | NetworkError::Spawn { .. } => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
 /// Refuses to build unless this namespace has nothing but a loopback device and no
 /// routes, i.e. unless `sandbox::enter` really moved us into a new network namespace.
-fn ensure_isolated() -> Result<(), String> {
+fn ensure_isolated() -> Result<(), NetworkError> {
     let links = tool_output(None, "ip", &["-o", "link", "show"])?;
     let names: Vec<&str> = links
         .lines()
@@ -99,8 +142,8 @@ fn ensure_isolated() -> Result<(), String> {
         .lines()
         .any(|l| !l.contains("dev lo") && !l.trim().is_empty());
     if names != ["lo"] || real_routes {
-        return Err(format!(
-            "refusing to build the test network: this network namespace is not empty (links {names:?})"
+        return Err(NetworkError::NotIsolated(
+            names.into_iter().map(String::from).collect(),
         ));
     }
     Ok(())
@@ -108,7 +151,7 @@ fn ensure_isolated() -> Result<(), String> {
 
 /// Creates a network namespace and returns a descriptor that keeps it alive. Done on a
 /// short-lived thread because `unshare(CLONE_NEWNET)` moves only the calling thread.
-fn new_netns() -> Result<OwnedFd, String> {
+fn new_netns() -> Result<OwnedFd, NetworkError> {
     std::thread::spawn(|| {
         // SAFETY: unshare affects only this throwaway thread.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
@@ -117,27 +160,34 @@ fn new_netns() -> Result<OwnedFd, String> {
         File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
     })
     .join()
-    .map_err(|_| "namespace thread panicked".to_string())?
-    .map_err(|e| format!("creating a node network namespace: {e}"))
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    .map_err(|source| NetworkError::Namespace {
+        what: "creating a node network namespace",
+        source,
+    })
 }
 
 /// Runs `ip ARGS` in the sandbox root namespace, or in `netns` if given.
-pub fn ip(netns: Option<BorrowedFd<'_>>, args: &[&str]) -> Result<(), String> {
+pub fn ip(netns: Option<BorrowedFd<'_>>, args: &[&str]) -> Result<(), NetworkError> {
     tool_output(netns, "ip", args).map(drop)
 }
 
 /// Applies an nftables script atomically in the sandbox root namespace.
-pub fn nft(script: &str) -> Result<(), String> {
+pub fn nft(script: &str) -> Result<(), NetworkError> {
     run_tool(None, "nft", &["-f", "-"], Some(script)).map(drop)
 }
 
 /// Runs `iptables-nft ARGS` in the sandbox root namespace. (nft itself cannot queue
 /// packets on this kernel — no `nft_queue` — but the xtables NFQUEUE target works.)
-pub fn iptables(args: &[&str]) -> Result<(), String> {
+pub fn iptables(args: &[&str]) -> Result<(), NetworkError> {
     run_tool(None, "iptables-nft", args, None).map(drop)
 }
 
-fn tool_output(netns: Option<BorrowedFd<'_>>, tool: &str, args: &[&str]) -> Result<String, String> {
+fn tool_output(
+    netns: Option<BorrowedFd<'_>>,
+    tool: &str,
+    args: &[&str],
+) -> Result<String, NetworkError> {
     run_tool(netns, tool, args, None)
 }
 
@@ -146,7 +196,7 @@ fn run_tool(
     tool: &str,
     args: &[&str],
     stdin: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, NetworkError> {
     let mut cmd = Command::new(super::tool_path(tool));
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -159,21 +209,24 @@ fn run_tool(
     if let Some(ns) = netns {
         enter_netns_on_exec(&mut cmd, ns);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("running `{tool}`: {e}"))?;
+    let spawn = |what| {
+        move |source| NetworkError::Spawn {
+            what,
+            tool: tool.to_string(),
+            source,
+        }
+    };
+    let mut child = cmd.spawn().map_err(spawn("running"))?;
     if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(script.as_bytes())
-            .map_err(|e| format!("feeding `{tool}`: {e}"))?;
+            .map_err(spawn("feeding"))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("running `{tool}`: {e}"))?;
+    let out = child.wait_with_output().map_err(spawn("running"))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "`{tool} {}` failed: {}",
-            args.join(" "),
-            err.trim()
-        ));
+        return Err(NetworkError::Tool {
+            command: format!("{tool} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

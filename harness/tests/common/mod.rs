@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses its own subset
 //! What the end-to-end test binaries share: the binary under test, one cluster at a time,
 //! and reading back the results folder a run wrote.
 

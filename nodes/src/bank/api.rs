@@ -206,12 +206,10 @@ async fn peer_message(
             snapshot,
             checkpoint,
         } => snapshot::on_checkpoint(&bank, &from, snapshot, checkpoint)
-            .map(|()| PeerReply::default())
-            .map_err(Refusal::Bad),
+            .map(|()| PeerReply::default()),
         PeerMsg::ClockRecord(cr) => snapshot::on_clock_record(&bank, &from, cr)
             .await
-            .map(|()| PeerReply::default())
-            .map_err(Refusal::Disk),
+            .map(|()| PeerReply::default()),
     };
     match result {
         Ok(reply) => Json(reply).into_response(),

@@ -81,14 +81,25 @@ pub struct Incoming {
 }
 
 /// Why a bank request was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// Malformed or impossible (400); nothing happened.
+    #[error("{0}")]
     Bad(String),
     /// Not now: insufficient funds, a snapshot already running (409); nothing happened.
+    #[error("{0}")]
     Conflict(String),
     /// The WAL write failed after the change was made in memory: outcome unknown (500).
+    #[error("{0}")]
     Disk(String),
+}
+
+/// A WAL record that names a node that is not a peer (a WAL from another cluster).
+#[derive(Debug, thiserror::Error)]
+#[error("record {action} {peer}, which is not a peer")]
+pub struct UnknownPeer {
+    action: &'static str,
+    peer: NodeId,
 }
 
 /// Work a state change leaves for after its WAL records are durable.
@@ -101,14 +112,20 @@ pub struct Effects {
 impl State {
     /// Applies one WAL record. Live changes go through here too (via `Bank::log`), so a
     /// replay after a crash rebuilds exactly the state the node had.
-    fn apply(&mut self, me: &str, rec: &Record, wal_pos: u64, posting: bool) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        me: &str,
+        rec: &Record,
+        wal_pos: u64,
+        posting: bool,
+    ) -> Result<(), UnknownPeer> {
         match rec {
             Record::Genesis { initial_balance } => self.balance = *initial_balance,
             Record::Sent { to, frame } => {
-                let ch = self
-                    .out
-                    .get_mut(to)
-                    .ok_or_else(|| format!("record sends to {to}, which is not a peer"))?;
+                let ch = self.out.get_mut(to).ok_or_else(|| UnknownPeer {
+                    action: "sends to",
+                    peer: to.clone(),
+                })?;
                 // Maxima, not assignments: live records come in seq order, but a log whose
                 // writes once landed out of order must still never reuse a seq on replay.
                 ch.last_frame = ch.last_frame.max(frame.seq);
@@ -130,10 +147,10 @@ impl State {
                 seq,
                 transfer,
             } => {
-                let ch = self
-                    .inc
-                    .get_mut(from)
-                    .ok_or_else(|| format!("record delivers from {from}, which is not a peer"))?;
+                let ch = self.inc.get_mut(from).ok_or_else(|| UnknownPeer {
+                    action: "delivers from",
+                    peer: from.clone(),
+                })?;
                 ch.inbox.mark_delivered(*seq);
                 if let Some(t) = transfer {
                     ch.last_transfer = ch.last_transfer.max(t.seq);
@@ -467,6 +484,7 @@ pub(crate) fn test_bank(name: &str, wal: &[Record]) -> (Arc<Bank>, std::path::Pa
         config.peer_timeout,
         Arc::default(),
         None,
+        config.idle_timeout,
     )
     .unwrap();
     (Bank::open(&config, Arc::new(transport)).unwrap(), dir)

@@ -58,14 +58,34 @@ pub fn count(bank: &Bank, peer: &str, msg: &PeerMsg, dir: Direction) {
     }
 }
 
+/// Why a bank peer message got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("isolated from {0}")]
+    Isolated(NodeId),
+    #[error("{0} is not a peer")]
+    NotPeer(NodeId),
+    #[error("{to}: {source}")]
+    Http { to: NodeId, source: reqwest::Error },
+    #[error("{to} answered {status}")]
+    Refused {
+        to: NodeId,
+        status: reqwest::StatusCode,
+    },
+}
+
 /// Sends one message and returns the peer's reply; `Err` says why none came.
-pub async fn post(bank: &Bank, to: &str, msg: &PeerMsg) -> Result<PeerReply, String> {
+pub async fn post(bank: &Bank, to: &str, msg: &PeerMsg) -> Result<PeerReply, PostError> {
     let t = &bank.transport;
     if t.is_isolated(to) {
-        return Err(format!("isolated from {to}"));
+        return Err(PostError::Isolated(to.to_string()));
     }
     let Some(base) = t.base_url(to) else {
-        return Err(format!("{to} is not a peer"));
+        return Err(PostError::NotPeer(to.to_string()));
+    };
+    let http = |source| PostError::Http {
+        to: to.to_string(),
+        source,
     };
     count(bank, to, msg, Direction::Sent);
     let envelope = Envelope {
@@ -78,14 +98,17 @@ pub async fn post(bank: &Bank, to: &str, msg: &PeerMsg) -> Result<PeerReply, Str
         .json(&envelope)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     if !resp.status().is_success() {
-        return Err(format!("{to} answered {}", resp.status()));
+        return Err(PostError::Refused {
+            to: to.to_string(),
+            status: resp.status(),
+        });
     }
-    let reply: PeerReply = resp.json().await.map_err(|e| e.to_string())?;
+    let reply: PeerReply = resp.json().await.map_err(http)?;
     // A reply that arrives after the link was cut is lost like its request would be.
     if t.is_isolated(to) {
-        return Err(format!("isolated from {to}"));
+        return Err(PostError::Isolated(to.to_string()));
     }
     if reply.ack.is_some() {
         t.metrics.message(to, "bank_ack", Direction::Received);

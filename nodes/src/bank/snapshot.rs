@@ -349,9 +349,10 @@ pub fn on_transfer(st: &mut State, from: &str, t: Transfer) {
 }
 
 /// A checkpoint arrived from `from` for snapshot `id`.
-pub fn on_checkpoint(bank: &Bank, from: &str, id: u64, cp: Checkpoint) -> Result<(), String> {
+pub fn on_checkpoint(bank: &Bank, from: &str, id: u64, cp: Checkpoint) -> Result<(), Refusal> {
     if cp.node != from {
-        return Err(format!("{from} sent a checkpoint of {}", cp.node));
+        let msg = format!("{from} sent a checkpoint of {}", cp.node);
+        return Err(Refusal::Bad(msg));
     }
     let mut st = bank.lock();
     add_checkpoint(bank, &mut st, id, cp);
@@ -359,7 +360,7 @@ pub fn on_checkpoint(bank: &Bank, from: &str, id: u64, cp: Checkpoint) -> Result
 }
 
 /// The initiator of a clock snapshot asks this node to record at `at_ms`.
-pub async fn on_clock_record(bank: &Arc<Bank>, from: &str, cr: ClockRecord) -> Result<(), String> {
+pub async fn on_clock_record(bank: &Arc<Bank>, from: &str, cr: ClockRecord) -> Result<(), Refusal> {
     let mut eff = Effects::default();
     let pos = {
         let mut st = bank.lock();
@@ -386,7 +387,7 @@ pub async fn on_clock_record(bank: &Arc<Bank>, from: &str, cr: ClockRecord) -> R
     bank.wal
         .sync(pos)
         .await
-        .map_err(|e| format!("bank.wal: {e}"))?;
+        .map_err(|e| Refusal::Disk(format!("bank.wal: {e}")))?;
     bank.run_effects(eff);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Packet faults in userspace: this kernel has no netem, so packets between nodes are
+//! The packet delayer, a backend mechanism. Packet faults in userspace: this kernel has no netem, so packets between nodes are
 //! steered (iptables `NFQUEUE --queue-bypass`, installed by the backend) to a queue this
 //! module reads. Each packet is held for `delay ± jitter` before it is accepted — really
 //! delayed on the wire, and reordered whenever jitter lets a later packet overtake an
@@ -15,33 +15,12 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+
+use super::BackendError;
+pub use crate::fault::PacketFault;
 
 /// The NFQUEUE number the backend steers faulted packets to.
 pub const QUEUE_NUM: u16 = 7;
-
-/// What happens to each steered packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PacketFault {
-    pub delay_ms: u32,
-    pub jitter_ms: u32,
-    /// Drop probability, per thousand.
-    pub loss_permille: u32,
-    /// Duplication probability, per thousand (done by the kernel's nft `dup`).
-    pub duplicate_permille: u32,
-}
-
-impl PacketFault {
-    pub fn describe(&self) -> String {
-        format!(
-            "delay {}±{} ms, loss {:.1}%, dup {:.1}%",
-            self.delay_ms,
-            self.jitter_ms,
-            self.loss_permille as f64 / 10.0,
-            self.duplicate_permille as f64 / 10.0
-        )
-    }
-}
 
 /// The thread that holds and releases queued packets.
 pub struct PacketDelayer {
@@ -52,7 +31,7 @@ pub struct PacketDelayer {
 
 impl PacketDelayer {
     /// Opens and binds the queue (errors are reported here, not later) and starts the thread.
-    pub fn start(seed: u64) -> Result<Self, String> {
+    pub fn start(seed: u64) -> Result<Self, BackendError> {
         let fault = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -75,11 +54,11 @@ impl PacketDelayer {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
-                .map_err(|e| format!("starting the packet delayer: {e}"))?
+                .map_err(BackendError::io("starting the packet delayer"))?
         };
         ready_rx
             .recv()
-            .map_err(|_| "the packet delayer died while starting".to_string())??;
+            .map_err(|_| BackendError::Failed("the packet delayer died while starting".into()))??;
         Ok(Self {
             fault,
             stop,
@@ -102,8 +81,12 @@ impl Drop for PacketDelayer {
     }
 }
 
-fn open_queue() -> Result<nfq::Queue, String> {
-    let err = |e: std::io::Error| format!("opening NFQUEUE {QUEUE_NUM} for packet faults: {e}");
+fn open_queue() -> Result<nfq::Queue, BackendError> {
+    let err = |e: std::io::Error| {
+        BackendError::Unavailable(format!(
+            "opening NFQUEUE {QUEUE_NUM} for packet faults: {e}"
+        ))
+    };
     let mut queue = nfq::Queue::open().map_err(err)?;
     queue.bind(QUEUE_NUM).map_err(err)?;
     // Metadata only: we never look inside a packet.
