@@ -94,9 +94,9 @@ impl EtcdSystem {
             .filter(|_| out.status.success())
             .ok_or_else(|| {
                 no_program(format!(
-                    "{} --version did not name an etcd version: {}",
+                    "{} --version printed {:?}, not an etcd version",
                     bin.display(),
-                    text.trim()
+                    text.lines().next().unwrap_or("").trim()
                 ))
             })?;
         Ok(Self {
