@@ -29,8 +29,8 @@ use workloads::{Client, Completion, Op};
 pub use client::{EtcdClient, MemberStatus};
 use launch::{Member, Timing};
 
+use super::NodeSpec;
 use super::{Cluster, ControlError, NodeCommand, NodeSite, System, SystemError};
-use crate::backend::NodeSpec;
 
 /// The etcd binary used when `--etcd-bin` is not given: `FAULTLINE_ETCD_BIN`, else the
 /// Debian package's `/usr/bin/etcd`.
