@@ -39,8 +39,14 @@ printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 printf 'root:x:0:0:root:/:/faultline\n' >"$root/etc/passwd"
 # Debug info is for the host's profilers; the image only needs the code.
 strip -o "$root/faultline" "$bin" 2>/dev/null || cp "$bin" "$root/faultline"
-# Every shared library the loader will ask for, at the path it will ask for it.
-ldd "$bin" | awk '/=> \//{print $3} /^\t\//{print $1}' | while read -r lib; do
+# Every shared library the loader will ask for, at the path it will ask for it — for
+# faultline and for etcd (when installed): the docker backend bind-mounts a system's
+# binary into the container (`--system etcd`), so the image needs its libraries too
+# (etcd 3.4's are libc's, which faultline needs anyway).
+sut_bins=("$bin")
+etcd_bin=${FAULTLINE_ETCD_BIN:-/usr/bin/etcd}
+[ -x "$etcd_bin" ] && sut_bins+=("$etcd_bin")
+for b in "${sut_bins[@]}"; do ldd "$b"; done | awk '/=> \//{print $3} /^\t\//{print $1}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

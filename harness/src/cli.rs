@@ -24,6 +24,15 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = SystemKind::Faultline)]
     pub system: SystemKind,
 
+    /// etcd: the etcd binary (3.4) [default: $FAULTLINE_ETCD_BIN, else /usr/bin/etcd].
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+
+    /// etcd: how reads are served — linearizable (read index) or serializable (the
+    /// member's local state) [default: linearizable].
+    #[arg(long, value_enum)]
+    pub read_consistency: Option<crate::system::etcd::ReadConsistency>,
+
     /// Replication mode of the nodes.
     #[arg(long, value_enum, default_value_t = Mode::Passive)]
     pub mode: Mode,

@@ -14,6 +14,7 @@ use workloads::WorkloadKind;
 use crate::bank::{BankPlan, BankWorkload, Channels, SnapshotAlgo};
 use crate::cli::{BackendKind, Mode, RunArgs};
 use crate::fault::{self, FaultKind};
+use crate::system::etcd;
 use crate::system::faultline::FaultlineSystem;
 use crate::system::{System, SystemError, SystemKind};
 use crate::workload::register::RegisterWorkload;
@@ -196,6 +197,7 @@ impl Plan {
         let time_limit = positive_secs("time-limit", args.time_limit)?;
         let nemesis_interval = positive_secs("nemesis-interval", args.nemesis_interval)?;
         let check_timeout = positive_secs("check-timeout", args.check_timeout)?;
+        args.system.check_bugs(&args.bugs)?;
         let mut bugs = Vec::new();
         for name in &args.bugs {
             let bug = parse_bug(name, args.mode)?;
@@ -345,7 +347,24 @@ pub fn build_system(
     bugs: &[nodes::Bug],
     node_flags: Vec<String>,
 ) -> Result<Arc<dyn System>, SystemError> {
+    let etcd_only = [
+        ("--etcd-bin", args.etcd_bin.is_some()),
+        ("--read-consistency", args.read_consistency.is_some()),
+    ];
+    if args.system != SystemKind::Etcd {
+        if let Some((flag, _)) = etcd_only.iter().find(|(_, given)| *given) {
+            return Err(SystemError::Unsupported(format!(
+                "{flag} only applies to --system etcd (this run's system is {})",
+                args.system.name()
+            )));
+        }
+    }
     match args.system {
+        SystemKind::Etcd => {
+            let bin = args.etcd_bin.clone().unwrap_or_else(etcd::default_bin);
+            let consistency = args.read_consistency.unwrap_or_default();
+            Ok(Arc::new(etcd::EtcdSystem::new(&bin, consistency)?))
+        }
         SystemKind::Faultline => {
             let exe = std::env::current_exe().map_err(|e| SystemError::NoProgram {
                 program: "the faultline executable",

@@ -14,9 +14,10 @@
 //! line `etcd --name .. --listen-client-urls ..`, the v3 JSON gateway as its op client,
 //! leader via the maintenance status endpoint, Prometheus `/metrics`) is one new module
 //! implementing both traits, a [`SystemKind`] variant and one arm in
-//! `crate::plan::build_system`; the pipeline, the backends,
+//! `crate::plan::build_system` (etcd is the second: `etcd`); the pipeline, the backends,
 //! the nemesis and the checkers do not change.
 
+pub mod etcd;
 pub mod faultline;
 
 use std::any::Any;
@@ -38,12 +39,25 @@ use crate::fault::FaultKind;
 pub enum SystemKind {
     /// faultline's own replica nodes (`faultline node`), in `--mode`.
     Faultline,
+    /// etcd 3.4 members (`--etcd-bin`, `--read-consistency`); see `etcd`.
+    Etcd,
 }
 
 impl SystemKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Faultline => "faultline",
+            Self::Etcd => "etcd",
+        }
+    }
+
+    /// Refuses `--bug` for a system that has no named bugs (they are faultline's own).
+    pub fn check_bugs(self, names: &[String]) -> Result<(), SystemError> {
+        match (self, names.first()) {
+            (Self::Etcd, Some(name)) => Err(SystemError::Unsupported(format!(
+                "--bug {name}: named bugs are planted in faultline's own nodes; --system etcd runs etcd as released"
+            ))),
+            _ => Ok(()),
         }
     }
 }
