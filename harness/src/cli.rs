@@ -100,6 +100,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 60.0)]
     pub check_timeout: f64,
 
+    /// kv / register: percent (0..=100) of writes that are non-deterministic rolls
+    /// (`POST /kv/{key}/roll`: the server draws the value) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub nondeterministic: Option<u32>,
+
+    /// Nodes order a roll's value with the request (the node the client reached draws it),
+    /// so active modes stay deterministic (node flag `--deterministic-roll`).
+    #[arg(long)]
+    pub deterministic_roll: bool,
+
     /// Bank: how nodes deliver frames on their peer channels [default: fifo].
     #[arg(long, value_enum)]
     pub channels: Option<Channels>,
@@ -311,7 +321,11 @@ impl Plan {
         let nemesis = fault::parse_list(&args.nemesis)
             .map_err(|e| PlanError::Invalid(format!("--nemesis: {e}")))?;
         let workload = crate::workload::build(&args)?;
-        let system = crate::system::build(&args, &bugs, workload.node_flags())?;
+        let mut node_flags = workload.node_flags();
+        if args.deterministic_roll {
+            node_flags.push("--deterministic-roll".into());
+        }
+        let system = crate::system::build(&args, &bugs, node_flags)?;
         workload.supports_system(system.name())?;
         for &kind in &nemesis {
             args.backend.supports(kind)?;

@@ -120,10 +120,24 @@ pub fn build(args: &RunArgs) -> Result<Arc<dyn Workload>, WorkloadError> {
             )));
         }
     }
-    Ok(match args.workload {
-        WorkloadKind::Register | WorkloadKind::Kv => {
-            Arc::new(register::RegisterWorkload::new(args.workload, args.keys)?)
+    let rolls = args.nondeterministic.unwrap_or(0);
+    if let Some(p) = args.nondeterministic {
+        if p > 100 {
+            return Err(WorkloadError::Invalid(format!(
+                "--nondeterministic must be a percent between 0 and 100, got {p}"
+            )));
         }
+        if args.workload == WorkloadKind::Bank {
+            return Err(WorkloadError::Invalid(
+                "--nondeterministic only applies to --workload kv or register (this run's workload is bank)".into(),
+            ));
+        }
+    }
+    Ok(match args.workload {
+        WorkloadKind::Register | WorkloadKind::Kv => Arc::new(
+            register::RegisterWorkload::new(args.workload, args.keys)?
+                .with_rolls(rolls, args.deterministic_roll),
+        ),
         WorkloadKind::Bank => Arc::new(crate::bank::BankWorkload::from_args(args)?),
     })
 }
