@@ -31,6 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use workloads::{Client, Completion, Op, OpFn};
 
+/// The header that carries the cluster secret on control requests.
+pub const SECRET_HEADER: &str = "x-faultline-secret";
+
 /// How long establishing a connection may take; a connection never established means
 /// the request never left, so the op is a definite `fail`.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -114,7 +117,7 @@ impl HttpClient {
         let url = format!("http://{}{path}", self.addrs[node]);
         let request = self.status_http.request(method, url);
         match &self.secret {
-            Some(secret) => request.header(crate::system::faultline::SECRET_HEADER, secret),
+            Some(secret) => request.header(SECRET_HEADER, secret),
             None => request,
         }
     }

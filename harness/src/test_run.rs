@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use crate::backend::{self, Backend, LaunchSpec};
 use crate::checkers::{self, CheckOutcome, Recorded, Verdict};
-use crate::cli::Plan;
 use crate::history::{CappedSink, Clock, HistoryError, HistorySink, Recorder, CAP_ENV};
 use crate::nemesis::Nemesis;
+use crate::plan::Plan;
 use crate::report::{self, analysis::Analysis, RunInfo};
 use crate::system::{wait_for_leader, wait_for_nodes, Cluster};
 use crate::worker::Stats;

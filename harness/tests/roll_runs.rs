@@ -60,7 +60,11 @@ fn passive_with_rolls_is_linearizable_and_converged() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(results["verdict"], "valid", "{:#}", results["checkers"]);
     assert_eq!(results["checkers"]["linearizable"]["verdict"], "valid");
-    assert_eq!(results["convergence"], "converged", "{:#}", results["checkers"]);
+    assert_eq!(
+        results["convergence"], "converged",
+        "{:#}",
+        results["checkers"]
+    );
     let conv = &results["checkers"]["convergence"]["report"];
     assert_eq!(conv["verdict"], "converged");
     assert_eq!(conv["compared"], 3, "{conv:#}");
@@ -75,7 +79,11 @@ fn active_with_rolls_is_divergent_naming_key_and_replicas() {
     let (out, results, dir) = roll_run(store.path(), &["--mode", "active"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(results["verdict"], "invalid", "{:#}", results["checkers"]);
-    assert_eq!(results["convergence"], "divergent", "{:#}", results["checkers"]);
+    assert_eq!(
+        results["convergence"], "divergent",
+        "{:#}",
+        results["checkers"]
+    );
     let conv = &results["checkers"]["convergence"];
     assert_eq!(conv["verdict"], "invalid");
     let report = &conv["report"];
@@ -86,7 +94,10 @@ fn active_with_rolls_is_divergent_naming_key_and_replicas() {
     assert!(values.len() >= 2, "{report:#}");
     let distinct: std::collections::BTreeSet<String> =
         values.values().map(|v| v.to_string()).collect();
-    assert!(distinct.len() >= 2, "named values do not differ: {report:#}");
+    assert!(
+        distinct.len() >= 2,
+        "named values do not differ: {report:#}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("divergent") && stderr.contains(key),
@@ -102,15 +113,15 @@ fn active_with_rolls_is_divergent_naming_key_and_replicas() {
 fn active_with_deterministic_roll_converges() {
     let _guard = lock();
     let store = tempfile::tempdir().unwrap();
-    let (out, results, dir) = roll_run(
-        store.path(),
-        &["--mode", "active", "--deterministic-roll"],
+    let (out, results, dir) = roll_run(store.path(), &["--mode", "active", "--deterministic-roll"]);
+    assert_eq!(
+        results["convergence"], "converged",
+        "{:#}",
+        results["checkers"]
     );
-    assert_eq!(results["convergence"], "converged", "{:#}", results["checkers"]);
     assert_eq!(results["rolls"]["deterministic_roll"], true);
     assert_eq!(
-        results["checkers"]["convergence"]["report"]["compared"],
-        3,
+        results["checkers"]["convergence"]["report"]["compared"], 3,
         "{:#}",
         results["checkers"]
     );

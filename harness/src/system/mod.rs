@@ -13,7 +13,8 @@
 //! faultline's own nodes are [`faultline::FaultlineSystem`]. A second system (etcd: launch
 //! line `etcd --name .. --listen-client-urls ..`, the v3 JSON gateway as its op client,
 //! leader via the maintenance status endpoint, Prometheus `/metrics`) is one new module
-//! implementing both traits plus one arm in [`SystemKind`]; the pipeline, the backends,
+//! implementing both traits, a [`SystemKind`] variant and one arm in
+//! `crate::plan::build_system`; the pipeline, the backends,
 //! the nemesis and the checkers do not change.
 
 pub mod faultline;
@@ -30,7 +31,6 @@ use clap::ValueEnum;
 use futures_util::future::BoxFuture;
 use workloads::{Completion, Op};
 
-use crate::backend::NodeSpec;
 use crate::fault::FaultKind;
 
 /// Which system `faultline run --system` tests.
@@ -48,28 +48,13 @@ impl SystemKind {
     }
 }
 
-/// The registry: `--system` → its implementation, for these (validated) bugs and the
-/// workload's node flags.
-pub fn build(
-    args: &crate::cli::RunArgs,
-    bugs: &[nodes::Bug],
-    node_flags: Vec<String>,
-) -> Result<Arc<dyn System>, SystemError> {
-    match args.system {
-        SystemKind::Faultline => {
-            let exe = std::env::current_exe().map_err(|e| SystemError::NoProgram {
-                program: "the faultline executable",
-                why: e.to_string(),
-            })?;
-            Ok(Arc::new(faultline::FaultlineSystem {
-                exe,
-                mode: args.mode,
-                bugs: bugs.to_vec(),
-                node_flags,
-                secret: faultline::FaultlineSystem::new_secret(),
-            }))
-        }
-    }
+/// What the harness knows about one running node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// `n1`, `n2`, ...
+    pub id: String,
+    /// Where the node's client API listens, reachable from the harness.
+    pub client_addr: std::net::SocketAddr,
 }
 
 /// Where one node lives, as its command line must name it. `data_dir` is the path the
@@ -150,12 +135,6 @@ pub enum SystemError {
     /// The system's program cannot be found.
     #[error("cannot find {program} to start nodes with: {why}")]
     NoProgram { program: &'static str, why: String },
-}
-
-impl From<SystemError> for crate::backend::BackendError {
-    fn from(e: SystemError) -> Self {
-        Self::Unsupported(e.to_string())
-    }
 }
 
 /// Why a control call (clock, admin state, metrics) to a node failed.
