@@ -123,6 +123,16 @@ pub struct RunArgs {
     )]
     pub check_timeout: f64,
 
+    /// kv / register: percent (0..=100) of writes that are non-deterministic rolls
+    /// (`POST /kv/{key}/roll`: the server draws the value) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub nondeterministic: Option<u32>,
+
+    /// Nodes order a roll's value with the request (the node the client reached draws it),
+    /// so active modes stay deterministic (node flag `--deterministic-roll`).
+    #[arg(long)]
+    pub deterministic_roll: bool,
+
     /// Bank: how nodes deliver frames on their peer channels [default: fifo].
     #[arg(long, value_enum)]
     pub channels: Option<Channels>,

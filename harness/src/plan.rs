@@ -208,7 +208,11 @@ impl Plan {
         let nemesis = fault::parse_list(&args.nemesis)
             .map_err(|e| PlanError::Invalid(format!("--nemesis: {e}")))?;
         let workload = build_workload(&args)?;
-        let system = build_system(&args, &bugs, workload.node_flags())?;
+        let mut node_flags = workload.node_flags();
+        if args.deterministic_roll {
+            node_flags.push("--deterministic-roll".into());
+        }
+        let system = build_system(&args, &bugs, node_flags)?;
         workload.supports_system(system.name())?;
         for &kind in &nemesis {
             args.backend.supports(kind)?;
@@ -292,10 +296,24 @@ pub fn build_workload(args: &RunArgs) -> Result<Arc<dyn Workload>, WorkloadError
             )));
         }
     }
-    Ok(match args.workload {
-        WorkloadKind::Register | WorkloadKind::Kv => {
-            Arc::new(RegisterWorkload::new(args.workload, args.keys)?)
+    let rolls = args.nondeterministic.unwrap_or(0);
+    if let Some(p) = args.nondeterministic {
+        if p > 100 {
+            return Err(WorkloadError::Invalid(format!(
+                "--nondeterministic must be a percent between 0 and 100, got {p}"
+            )));
         }
+        if args.workload == WorkloadKind::Bank {
+            return Err(WorkloadError::Invalid(
+                "--nondeterministic only applies to --workload kv or register (this run's workload is bank)".into(),
+            ));
+        }
+    }
+    Ok(match args.workload {
+        WorkloadKind::Register | WorkloadKind::Kv => Arc::new(
+            RegisterWorkload::new(args.workload, args.keys)?
+                .with_rolls(rolls, args.deterministic_roll),
+        ),
         WorkloadKind::Bank => Arc::new(bank_workload(args)?),
     })
 }

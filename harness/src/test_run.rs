@@ -189,6 +189,10 @@ async fn run_async(plan: Plan) -> i32 {
     }
     let mut checkers = workload.judge(cut_short.as_deref());
     checkers.extend(plan.system.checkers());
+    // Every run, every workload: a system without a replica-state endpoint says `skipped`.
+    checkers.push(Box::new(checkers::convergence::ReplicaConvergence::new(
+        backend.nodes().iter().map(|s| s.id.clone()).collect(),
+    )));
     if cut_short.is_none() {
         *phase.lock().unwrap() = "gather";
         for checker in &mut checkers {

@@ -217,11 +217,20 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
 
     // One section per checker, in the order they ran.
     for check in checks {
+        // Convergence names its own verdicts (converged / divergent); skipped is said.
+        let label = match (
+            &check.skipped,
+            check.report.get("verdict").and_then(|v| v.as_str()),
+        ) {
+            (Some(_), _) => "skipped".to_string(),
+            (None, Some(v @ ("converged" | "divergent"))) => v.to_string(),
+            _ => format!("{:?}", check.verdict).to_lowercase(),
+        };
         let _ = write!(
             html,
             "<h2>Checker: {} — {}</h2><pre>{}</pre>",
             check.checker,
-            format!("{:?}", check.verdict).to_lowercase(),
+            label,
             escape(&check.text)
         );
         if let Some(fragment) = &check.fragment {

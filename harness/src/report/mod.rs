@@ -57,10 +57,13 @@ pub fn results_json(
     let checkers: serde_json::Map<String, serde_json::Value> = checks
         .iter()
         .map(|c| {
-            (
-                c.checker.to_string(),
-                serde_json::json!({ "verdict": c.verdict, "report": c.report }),
-            )
+            let entry = match &c.skipped {
+                Some(why) => {
+                    serde_json::json!({ "verdict": "skipped", "skipped": why, "report": c.report })
+                }
+                None => serde_json::json!({ "verdict": c.verdict, "report": c.report }),
+            };
+            (c.checker.to_string(), entry)
         })
         .collect();
     let mut results = serde_json::json!({

@@ -215,7 +215,7 @@ impl Cluster for FaultlineCluster {
         })
     }
 
-    /// `GET /admin/state` (`?full=1` for every key), with the cluster secret.
+    /// `GET /admin/state` (`?dump=1` for every key), with the cluster secret.
     fn replica_state(
         &self,
         node: usize,
@@ -223,7 +223,7 @@ impl Cluster for FaultlineCluster {
     ) -> BoxFuture<'_, Result<serde_json::Value, ControlError>> {
         Box::pin(async move {
             let path = if full {
-                "/admin/state?full=1"
+                "/admin/state?dump=1"
             } else {
                 "/admin/state"
             };
