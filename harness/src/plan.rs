@@ -369,6 +369,12 @@ pub fn build_system(
         ("--etcd-bin", args.etcd_bin.is_some()),
         ("--read-consistency", args.read_consistency.is_some()),
     ];
+    if args.system == SystemKind::Etcd && args.nondeterministic.unwrap_or(0) > 0 {
+        return Err(SystemError::Unsupported(
+            "--nondeterministic needs a server-side roll (POST /kv/{key}/roll); etcd has none"
+                .into(),
+        ));
+    }
     if args.system != SystemKind::Etcd {
         if let Some((flag, _)) = etcd_only.iter().find(|(_, given)| *given) {
             return Err(SystemError::Unsupported(format!(

@@ -229,6 +229,13 @@ impl EtcdClient {
 
 impl Client for EtcdClient {
     async fn invoke(&self, node: usize, op: &Op, deadline: Duration) -> Completion {
+        // etcd has no server-side non-deterministic write; `plan` refuses rolls for etcd,
+        // so this only guards a caller that skipped the plan. Nothing was sent: definite.
+        if op.f == OpFn::Roll {
+            return Completion::Fail {
+                error: "etcd has no roll operation".into(),
+            };
+        }
         let (path, body) = request(op, self.consistency);
         match self.post(node, path, &body, deadline).await {
             Ok(response) => classify(op, &response),
@@ -250,6 +257,8 @@ fn request(op: &Op, consistency: ReadConsistency) -> (&'static str, String) {
             };
             ("/v3/kv/range", format!("{{\"key\":\"{key}\"{serializable}}}"))
         }
+        // Refused in `invoke` before a request is built.
+        OpFn::Roll => ("/v3/kv/range", format!("{{\"key\":\"{key}\"}}")),
         OpFn::Write(v) => (
             "/v3/kv/put",
             format!("{{\"key\":\"{key}\",\"value\":\"{}\"}}", value(v)),
@@ -352,6 +361,9 @@ fn classify(op: &Op, response: &Response) -> Completion {
             Err(error) => Completion::Fail { error },
         },
         OpFn::Write(_) => Completion::Ok { read: None },
+        OpFn::Roll => Completion::Fail {
+            error: "etcd has no roll operation".into(),
+        },
         OpFn::Cas(..) => {
             if v.get("succeeded").and_then(Value::as_bool) == Some(true) {
                 return Completion::Ok { read: None };
