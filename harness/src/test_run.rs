@@ -39,7 +39,12 @@ pub fn run(plan: Plan) -> i32 {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run_async(plan)),
+        Ok(rt) => {
+            let store = plan.store.clone();
+            let code = rt.block_on(run_async(plan));
+            crate::store::hand_over(&store);
+            code
+        }
         Err(e) => {
             eprintln!("faultline run: cannot start the async runtime: {e}");
             EXIT_ERROR
@@ -87,7 +92,7 @@ async fn run_async(plan: Plan) -> i32 {
         plan.workload.name(),
         fault_names(&plan).join(","),
         plan.seed,
-        dir.display()
+        crate::store::shown(&plan.store, &dir).display()
     );
     // Signals are watched from here on: a Ctrl-C during start-up still tears down.
     let (stop, stop_rx) = Stop::new();
@@ -96,6 +101,7 @@ async fn run_async(plan: Plan) -> i32 {
     let Some((backend, cluster)) = start_cluster(&plan, &dir).await else {
         return EXIT_ERROR;
     };
+    let partition_via = backend.partition_via();
     let history_path = dir.join("history.jsonl");
     let (recorder, writer) = match open_history(&history_path, stop.clone()) {
         Ok(r) => r,
@@ -201,7 +207,7 @@ async fn run_async(plan: Plan) -> i32 {
     }
     let verdict = checkers::combine(&outcomes);
     let run = run_info(&plan, started, wall, cut_short.clone());
-    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall)
+    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall, partition_via)
 }
 
 /// Prints `e` as the run's one error line; returns the error exit code.
@@ -347,13 +353,18 @@ fn report_and_exit(
     verdict: Verdict,
     outcomes: &[CheckOutcome],
     wall: Instant,
+    partition_via: Option<&'static str>,
 ) -> i32 {
     let history = dir.join("history.jsonl");
     let analysis = match Analysis::read(&history) {
         Ok(a) => a,
         Err(e) => return fail(format!("reading back {e}")),
     };
-    let results = report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    let mut results =
+        report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    if let (Some(via), Some(map)) = (partition_via, results.as_object_mut()) {
+        map.insert("partition_via".into(), via.into());
+    }
     let results_written = write_whole(
         &dir.join("results.json"),
         &(serde_json::to_string_pretty(&results).unwrap_or_default() + "\n"),
@@ -383,7 +394,7 @@ fn report_and_exit(
         counts.availability() * 100.0,
         analysis.windows.len(),
         wall.elapsed().as_secs_f64(),
-        report_path.display()
+        crate::store::shown(&plan.store, &report_path).display()
     );
     if let Err(e) = results_written {
         return fail(format!("{e}; the verdict above was not saved"));
