@@ -56,10 +56,14 @@ if [ -x "$root/usr/sbin/xtables-nft-multi" ]; then
   xt=$(dirname "$(ldd "$root/usr/sbin/xtables-nft-multi" | awk '/libxtables/{print $3}')")/xtables
   [ -d "$xt" ] && { mkdir -p "$root$xt"; cp -L "$xt"/libxt_*.so "$xt"/libipt_*.so "$root$xt/" 2>/dev/null || true; }
 fi
-# Every shared library the loader will ask for, at the path it will ask for it.
+# Every shared library the loader will ask for, at the path it will ask for it — for
+# faultline, the tools above and etcd (when installed): the docker backend bind-mounts a
+# system's binary into the container (`--system etcd`), so the image needs its libraries too.
+sut_bins=("$bin")
+etcd_bin=${FAULTLINE_ETCD_BIN:-/usr/bin/etcd}
+[ -x "$etcd_bin" ] && sut_bins+=("$etcd_bin")
 {
-  ldd "$bin"
-  for p in "${tools[@]}"; do ldd "$p"; done
+  for b in "${sut_bins[@]}" "${tools[@]}"; do ldd "$b"; done
   [ -n "${xt:-}" ] && for so in "$root$xt"/*.so; do ldd "$so"; done
 } | awk '/=> \//{print $3} /^\t\//{print $1}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"

@@ -13,6 +13,10 @@
 //!    alternating reads of 1 and 2 (invalid), at K = 10, 50, 200; and a 1,000-op history
 //!    with 800 never-returned writes of values 0–4 (valid).
 //!
+//! 5. Scaling (`-- scaling` only): simulated single-key cas-register histories of 10
+//!    clients with 5% info ops, N = 1,000 … 8,000 ops, as written (valid) and with one read
+//!    in the middle corrupted (invalid): check time and the child's peak RSS.
+//!
 //! `cargo bench -p checker --bench checking -- quick` skips part 2;
 //! `cargo bench -p checker --bench checking -- pending` runs part 4 only.
 
@@ -56,6 +60,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "pending") {
         identical_pending_ops();
+        return;
+    }
+    if args.iter().any(|a| a == "scaling") {
+        scaling();
         return;
     }
     let quick = args.iter().any(|a| a == "quick");
@@ -376,4 +384,38 @@ fn identical_pending_ops() {
         }
     }
     time_jsonl("1,000 ops, 800 never-returned writes of 0-4", &out, 5);
+}
+
+fn scaling() {
+    for ops in [1_000, 2_000, 4_000, 8_000] {
+        let sim = Simulation {
+            workload: Workload::CasRegister,
+            processes: 10,
+            keys: 0,
+            ops,
+            info_rate: 0.05,
+            values: 5,
+            max_duration: 40,
+            seed: 11,
+        };
+        let mut events = sim.events();
+        let path = std::env::temp_dir().join(format!("faultline-bench-scale-{ops}.jsonl"));
+        write_events(&path, &events);
+        println!("{ops} generated ops, one key, 10 clients, 5% info, as simulated (valid), timeout 20 s:");
+        run_child(&[path.to_str().unwrap(), "multi-register", "20"]);
+        // A "buggy node": one read in the middle returns a value nobody wrote.
+        let reads: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.f == "read" && e.kind == checker::history::EventType::Ok)
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(&i) = reads.get(reads.len() / 2) {
+            events[i].value = serde_json::json!(999);
+        }
+        write_events(&path, &events);
+        println!("  the same with one read in the middle corrupted (invalid):");
+        run_child(&[path.to_str().unwrap(), "multi-register", "20"]);
+        let _ = std::fs::remove_file(&path);
+    }
 }

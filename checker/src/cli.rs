@@ -56,9 +56,13 @@ pub struct CheckArgs {
     /// Stop at the first invalid part instead of reporting every invalid key.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Check the whole history as one object instead of one part per key.
+    /// Do not partition by key; the checker still splits the history into parts of
+    /// independent ops as the model says they commute (ops on different keys).
     #[arg(long)]
     pub no_partition: bool,
+    /// With --no-partition: one search over the whole history, no split at all.
+    #[arg(long, requires = "no_partition")]
+    pub single_search: bool,
     /// Write the (single, native JSONL) input history as Jepsen EDN to FILE, for Knossos/Elle.
     #[arg(long, value_name = "FILE")]
     pub export_edn: Option<PathBuf>,
@@ -173,6 +177,7 @@ pub fn run(args: CheckArgs) -> i32 {
     let settings = Settings {
         initial: args.initial.clone(),
         memory_limit: args.memory_limit,
+        single_search: args.single_search,
     };
     let mut reports = Vec::new();
     let mut snapshot_files = Vec::new();

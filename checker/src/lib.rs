@@ -79,6 +79,10 @@ pub struct Settings {
     /// Memory the search may use across all parts, in bytes (`--memory-limit`). `None`:
     /// `FAULTLINE_MEMO_LIMIT_MB`, else 2 GiB.
     pub memory_limit: Option<usize>,
+    /// With `CheckOptions::partition` off: also skip the split into independent parts the
+    /// model finds ([`model::Model::independent`]) and run one search over the whole
+    /// history (`--single-search`; for cross-checking the search itself).
+    pub single_search: bool,
 }
 
 /// Which sequential specification to check against.
@@ -235,7 +239,15 @@ fn check_inner(
     let memory = settings.memory_limit.unwrap_or_else(scheduler::memo_budget);
     macro_rules! go {
         ($model:expr, $by_key:expr) => {
-            run_model(&$model, history, model, opts, $by_key, memory)
+            run_model(
+                &$model,
+                history,
+                model,
+                opts,
+                $by_key,
+                memory,
+                settings.single_search,
+            )
         };
     }
     let mut report = match model {
@@ -296,6 +308,70 @@ fn split(history: &History, by_key: bool) -> Vec<Part> {
     parts
 }
 
+/// Most ops a part may have for the pairwise independence split (it asks the model about
+/// every pair of ops: 12.5M questions at this size).
+const MAX_INDEPENDENCE_OPS: usize = 5_000;
+
+/// Splits one part into the connected components of the *dependence* graph: two ops are
+/// joined unless the model says they are independent ([`Model::independent`]: in every
+/// state each is legal iff it is legal after the other, and the two orders reach the same
+/// state). Then every op of one component is independent of every op of another, and the
+/// history is linearizable iff each component's sub-history is: Herlihy & Wing's locality
+/// (TOPLAS 1990, Theorem 1), whose proof needs only that independence — two linearizations
+/// merged in real-time order stay legal because independent adjacent ops can be swapped.
+/// The model, not a user-supplied partition, says what commutes.
+fn split_independent<M: Model>(model: &M, history: &History, ids: &[u32]) -> Vec<Part> {
+    let n = ids.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    for i in 0..n {
+        let a = &history.ops[ids[i] as usize];
+        for (j, &other) in ids.iter().enumerate().skip(i + 1) {
+            let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+            if ri != rj && !model.independent(a, &history.ops[other as usize]) {
+                parent[rj] = ri;
+            }
+        }
+    }
+    let mut index_of_root = vec![usize::MAX; n];
+    let mut parts: Vec<Part> = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let r = find(&mut parent, i);
+        if index_of_root[r] == usize::MAX {
+            index_of_root[r] = parts.len();
+            parts.push(Part {
+                key: None,
+                ids: Vec::new(),
+            });
+        }
+        parts[index_of_root[r]].ids.push(id);
+    }
+    // Name a component by its key when all its ops share one (for reports).
+    for part in &mut parts {
+        let k = history.ops[part.ids[0] as usize].key;
+        if parts_share_key(history, &part.ids, k) {
+            part.key = k;
+        }
+    }
+    if parts.is_empty() {
+        parts.push(Part {
+            key: None,
+            ids: Vec::new(),
+        });
+    }
+    parts
+}
+
+fn parts_share_key(history: &History, ids: &[u32], key: Option<u32>) -> bool {
+    key.is_some() && ids.iter().all(|&i| history.ops[i as usize].key == key)
+}
+
 fn run_model<M: Model>(
     model: &M,
     history: &History,
@@ -303,6 +379,7 @@ fn run_model<M: Model>(
     opts: &CheckOptions,
     by_key: bool,
     memory: usize,
+    single_search: bool,
 ) -> Result<CheckReport, Refusal> {
     if let Some(op) = history.ops.iter().find(|o| !model.supports(&o.action)) {
         return Err((
@@ -316,7 +393,13 @@ fn run_model<M: Model>(
     }
     let start = Instant::now();
     let deadline = opts.timeout.map(|t| start + t);
-    let parts = split(history, by_key);
+    let mut parts = split(history, by_key);
+    let mut split_by_independence = false;
+    if !by_key && !single_search && parts.len() == 1 && parts[0].ids.len() <= MAX_INDEPENDENCE_OPS {
+        let found = split_independent(model, history, &parts[0].ids);
+        split_by_independence = found.len() > 1;
+        parts = found;
+    }
     let op_lists: Vec<Vec<&Op>> = parts
         .iter()
         .map(|p| p.ids.iter().map(|&i| &history.ops[i as usize]).collect())
@@ -326,6 +409,7 @@ fn run_model<M: Model>(
     let check_seconds = start.elapsed().as_secs_f64();
     let mut report = report::build(model, history, kind, &parts, &outcomes);
     report.partitioned = by_key;
+    report.independent_parts = split_by_independence;
     report.check_seconds = check_seconds;
     Ok(report)
 }

@@ -62,6 +62,15 @@ pub trait Model: Sync {
         false
     }
 
+    /// Whether two ops are independent: in every state each is legal iff it is legal after
+    /// the other, and applying them in either order reaches the same state (e.g. ops on
+    /// different keys of a store). Unpartitioned checks split the history into components
+    /// of ops connected by dependence and check each alone (Herlihy–Wing locality, see
+    /// `split_independent` in lib.rs). The default, `false`, never splits.
+    fn independent(&self, _a: &Op, _b: &Op) -> bool {
+        false
+    }
+
     /// Bytes a state owns on the heap beyond `size_of::<State>()` and not shared with other
     /// states, for the memory budget (e.g. `Keyed`'s per-key array). Default 0.
     fn heap_bytes(&self, _state: &Self::State) -> usize {

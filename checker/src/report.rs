@@ -188,6 +188,10 @@ pub struct CheckReport {
     pub failed_ops: usize,
     pub keys: usize,
     pub partitioned: bool,
+    /// Not partitioned by key, but split into independent parts by the model's own answer
+    /// to "do these ops commute" (`Model::independent`).
+    #[serde(default)]
+    pub independent_parts: bool,
     pub parts: usize,
     pub valid_parts: usize,
     /// Parts not finished because `--fail-fast` stopped the check.
@@ -223,6 +227,7 @@ pub(crate) fn build<M: Model>(
         failed_ops: history.failed,
         keys: history.keys.len(),
         partitioned: false,
+        independent_parts: false,
         parts: parts.len(),
         valid_parts: 0,
         skipped_parts: 0,
@@ -380,7 +385,13 @@ impl CheckReport {
             self.failed_ops,
             self.parts,
             if self.parts == 1 { "" } else { "s" },
-            if self.partitioned { " by key" } else { "" },
+            if self.partitioned {
+                " by key"
+            } else if self.independent_parts {
+                " of independent ops, found by the model"
+            } else {
+                ""
+            },
             self.parse_seconds * 1e3,
             self.check_seconds * 1e3,
         );
@@ -479,6 +490,7 @@ impl CheckReport {
             failed_ops: 0,
             keys: 0,
             partitioned: false,
+            independent_parts: false,
             parts: 0,
             valid_parts: 0,
             skipped_parts: 0,

@@ -6,7 +6,7 @@ use checker::history::{Action, History, Op, Outcome, Value};
 use checker::model::{Model, Step};
 use checker::models::{Keyed, Kv, Register};
 use checker::simulate::{Simulation, Workload};
-use checker::{check_history, CheckOptions, ModelKind, Verdict};
+use checker::{check_history, check_history_with, CheckOptions, ModelKind, Settings, Verdict};
 use proptest::prelude::*;
 
 /// Tries every order of the ops that respects real time (a before b iff a.ret < b.call) and
@@ -157,9 +157,10 @@ proptest! {
     fn agrees_with_brute_force_on_one_register(ops in prop::collection::vec(op_strategy(1), 1..=8)) {
         let h = history(ops, 1);
         let expected = brute_verdict(&h);
-        for partition in [true, false] {
+        for (partition, single_search) in [(true, false), (false, false), (false, true)] {
             let opts = CheckOptions { partition, ..CheckOptions::default() };
-            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            let settings = Settings { single_search, ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::MultiRegister, &opts, &settings).unwrap();
             prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
         }
         let single = History { keys: Vec::new(), ops: h.ops.iter().cloned().map(|mut o| { o.key = None; o }).collect(), ..h.clone() };
@@ -171,9 +172,10 @@ proptest! {
     fn agrees_with_brute_force_on_kv(ops in prop::collection::vec(kv_op_strategy(), 1..=8)) {
         let h = history(ops, 1);
         let expected = if brute_force(&Kv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
-        for partition in [true, false] {
+        for (partition, single_search) in [(true, false), (false, false), (false, true)] {
             let opts = CheckOptions { partition, ..CheckOptions::default() };
-            let got = check_history(&h, ModelKind::Kv, &opts).unwrap();
+            let settings = Settings { single_search, ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::Kv, &opts, &settings).unwrap();
             prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
         }
     }
@@ -182,9 +184,10 @@ proptest! {
     fn agrees_with_brute_force_on_two_keys(ops in prop::collection::vec(op_strategy(2), 1..=8)) {
         let h = history(ops, 2);
         let expected = brute_verdict(&h);
-        for partition in [true, false] {
+        for (partition, single_search) in [(true, false), (false, false), (false, true)] {
             let opts = CheckOptions { partition, ..CheckOptions::default() };
-            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            let settings = Settings { single_search, ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::MultiRegister, &opts, &settings).unwrap();
             prop_assert_eq!(got.verdict, expected, "partition={}", partition);
         }
     }
@@ -268,9 +271,10 @@ proptest! {
     fn agrees_with_brute_force_with_identical_pending_ops_and_rolls(ops in prop::collection::vec(pending_op_strategy(), 1..=8)) {
         let h = history(ops, 1);
         let expected = brute_verdict(&h);
-        for partition in [true, false] {
+        for (partition, single_search) in [(true, false), (false, false), (false, true)] {
             let opts = CheckOptions { partition, ..CheckOptions::default() };
-            let got = check_history(&h, ModelKind::MultiRegister, &opts).unwrap();
+            let settings = Settings { single_search, ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::MultiRegister, &opts, &settings).unwrap();
             prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
         }
     }

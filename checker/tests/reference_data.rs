@@ -165,9 +165,35 @@ fn unpartitioned_kv_agrees_with_partitioned() {
             fail_fast: true,
             ..CheckOptions::default()
         };
-        let report = check_file(&data_dir().join(file), None, Some(ModelKind::Kv), &opts).unwrap();
+        let single = Settings {
+            single_search: true,
+            ..Settings::default()
+        };
+        let path = data_dir().join(file);
+        let report = check_file_with(&path, None, Some(ModelKind::Kv), &opts, &single).unwrap();
         assert_eq!(report.verdict, verdict, "{file}");
         assert_eq!(report.parts, 1);
+    }
+}
+
+/// Without the per-key partition, the model's own independence answer (ops on different
+/// keys commute) splits c50 into its keys: definite verdicts where one search over the
+/// whole history runs out of memory.
+#[test]
+fn unpartitioned_c50_gets_definite_verdicts_from_independence() {
+    for (file, verdict) in [
+        ("porcupine/kv/c50-ok.txt", Verdict::Valid),
+        ("porcupine/kv/c50-bad.txt", Verdict::Invalid),
+    ] {
+        let opts = CheckOptions {
+            partition: false,
+            fail_fast: true,
+            ..CheckOptions::default()
+        };
+        let report = check_file(&data_dir().join(file), None, Some(ModelKind::Kv), &opts).unwrap();
+        assert_eq!(report.verdict, verdict, "{file}");
+        assert!(report.independent_parts && !report.partitioned);
+        assert_eq!(report.parts, report.keys, "{file}");
     }
 }
 

@@ -764,6 +764,7 @@ fn faultline_check_judges_snapshot_files() {
         html,
         fail_fast: false,
         no_partition: false,
+        single_search: false,
         export_edn: None,
     };
     let good = write("good.jsonl", &[quiet(), with_channel_state()]);

@@ -1,19 +1,13 @@
-//! `faultline run` flags (stage one: what the user typed) and the validated `Plan`
-//! derived from them (stage two: what the run does).
+//! `faultline run` flags: what the user typed (stage one). `crate::plan` validates them
+//! into the `Plan` the run follows (stage two).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use std::sync::Arc;
-
-use clap::{Args, ValueEnum};
-use nodes::Bug;
+use clap::Args;
 use workloads::WorkloadKind;
 
 use crate::bank::{Channels, SnapshotAlgo};
-use crate::fault::{self, FaultKind};
-use crate::system::{System, SystemKind};
-use crate::workload::Workload;
+use crate::system::SystemKind;
 
 pub use crate::backend::BackendKind;
 /// The replication mode is the nodes' own flag, passed to every node.
@@ -29,6 +23,15 @@ pub struct RunArgs {
     /// The system under test.
     #[arg(long, value_enum, default_value_t = SystemKind::Faultline)]
     pub system: SystemKind,
+
+    /// etcd: the etcd binary (3.4) [default: $FAULTLINE_ETCD_BIN, else /usr/bin/etcd].
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+
+    /// etcd: how reads are served — linearizable (read index) or serializable (the
+    /// member's local state) [default: linearizable].
+    #[arg(long, value_enum)]
+    pub read_consistency: Option<crate::system::etcd::ReadConsistency>,
 
     /// Replication mode of the nodes.
     #[arg(long, value_enum, default_value_t = Mode::Passive)]
@@ -55,7 +58,7 @@ pub struct RunArgs {
 
     /// Target ops/s over all workers (0..=1000000), with randomized stagger; 0 = as fast as
     /// possible.
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = 200.0, allow_negative_numbers = true)]
     pub rate: f64,
 
     /// Number of keys for the kv workload (1..=1000000).
@@ -63,7 +66,12 @@ pub struct RunArgs {
     pub keys: usize,
 
     /// Seconds of the main phase (clients + nemesis), before heal, recovery and final reads.
-    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 30.0,
+        allow_negative_numbers = true
+    )]
     pub time_limit: f64,
 
     /// Faults to inject: comma list of partition, isolate-leader, kill, kill-majority-apart
@@ -74,8 +82,18 @@ pub struct RunArgs {
     pub nemesis: String,
 
     /// Seconds between faults, and how long each fault is held.
-    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 5.0,
+        allow_negative_numbers = true
+    )]
     pub nemesis_interval: f64,
+
+    /// Inject at most N faults, then leave the cluster healthy for the rest of the main
+    /// phase [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub fault_cycles: Option<usize>,
 
     /// Seed for the op generators and the fault schedule [default: random, printed].
     #[arg(long)]
@@ -98,20 +116,35 @@ pub struct RunArgs {
     pub name: Option<String>,
 
     /// Seconds the checker may spend before answering `unknown`.
-    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
     pub check_timeout: f64,
+
+    /// kv / register: percent (0..=100) of writes that are non-deterministic rolls
+    /// (`POST /kv/{key}/roll`: the server draws the value) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub nondeterministic: Option<u32>,
+
+    /// Nodes order a roll's value with the request (the node the client reached draws it),
+    /// so active modes stay deterministic (node flag `--deterministic-roll`).
+    #[arg(long)]
+    pub deterministic_roll: bool,
 
     /// Bank: how nodes deliver frames on their peer channels [default: fifo].
     #[arg(long, value_enum)]
     pub channels: Option<Channels>,
 
     /// Bank: seconds between global snapshots, each from a random initiator [default: 2].
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub snapshot_interval: Option<f64>,
 
     /// Bank: seconds the initiator waits for every checkpoint before it reports the
     /// snapshot incomplete [default: 3].
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub snapshot_timeout: Option<f64>,
 
     /// Bank: the snapshot algorithm [default: chandy-lamport].
@@ -119,377 +152,10 @@ pub struct RunArgs {
     pub snapshot_algo: Option<SnapshotAlgo>,
 
     /// Bank: every node's starting balance [default: 1000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub initial_balance: Option<i64>,
-}
-
-/// Why a run was refused before anything started: one line naming the flag and what it
-/// accepts.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("--{flag} must be {expected}, got {got}")]
-    OutOfRange {
-        flag: &'static str,
-        expected: &'static str,
-        got: String,
-    },
-    #[error("--bug {name}: no such bug; known bugs: {known}")]
-    UnknownBug { name: String, known: String },
-    #[error("--bug {name} exists only in {exists_in}, not in --mode {mode}; {mode} mode's bugs: {known}")]
-    BugNotInMode {
-        name: &'static str,
-        exists_in: String,
-        mode: &'static str,
-        known: String,
-    },
-    /// A combination the workload, system or backend cannot run.
-    #[error("{0}")]
-    Unsupported(String),
-    #[error(transparent)]
-    Workload(#[from] crate::workload::WorkloadError),
-    #[error(transparent)]
-    System(#[from] crate::system::SystemError),
-    #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
     s.parse()
-}
-
-/// A validated run: the system under test, the workload, and how to run them.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub system: Arc<dyn System>,
-    pub workload: Arc<dyn Workload>,
-    pub mode: Mode,
-    pub nodes: usize,
-    pub bugs: Vec<Bug>,
-    pub concurrency: usize,
-    pub rate: f64,
-    pub keys: usize,
-    pub time_limit: Duration,
-    pub nemesis: Vec<FaultKind>,
-    pub nemesis_interval: Duration,
-    pub seed: u64,
-    pub store: PathBuf,
-    pub backend: BackendKind,
-    pub op_timeout: Duration,
-    pub name: String,
-    pub check_timeout: Duration,
-}
-
-/// A positive, finite number of seconds below ~4 months (a `Duration` cannot hold more
-/// than that safely in every sum the run makes).
-pub fn positive_secs(flag: &'static str, s: f64) -> Result<Duration, PlanError> {
-    if s.is_finite() && s > 0.0 && s < 1e7 {
-        Ok(Duration::from_secs_f64(s))
-    } else {
-        Err(PlanError::OutOfRange {
-            flag,
-            expected: "a positive number of seconds (below 10^7)",
-            got: s.to_string(),
-        })
-    }
-}
-
-fn in_range<T: PartialOrd + std::fmt::Display>(
-    flag: &'static str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-    expected: &'static str,
-) -> Result<T, PlanError> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(PlanError::OutOfRange {
-            flag,
-            expected,
-            got: value.to_string(),
-        })
-    }
-}
-
-/// The bugs a node in `mode` can run: the mode's own and the mode-free (bank) ones.
-pub fn bugs_in(mode: Mode) -> Vec<Bug> {
-    Bug::value_variants()
-        .iter()
-        .copied()
-        .filter(|b| b.mode().is_none_or(|m| m == mode))
-        .collect()
-}
-
-fn bug_list(bugs: &[Bug]) -> String {
-    bugs.iter()
-        .map(|b| match b.mode() {
-            Some(_) => b.name().to_string(),
-            None => format!("{} (bank)", b.name()),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Every known bug, by mode.
-fn known_bugs() -> String {
-    let mut parts: Vec<String> = Mode::value_variants()
-        .iter()
-        .map(|m| {
-            let own: Vec<Bug> = Bug::value_variants()
-                .iter()
-                .copied()
-                .filter(|b| b.mode() == Some(*m))
-                .collect();
-            format!("{}: {}", m.name(), bug_list(&own))
-        })
-        .collect();
-    let any: Vec<Bug> = Bug::value_variants()
-        .iter()
-        .copied()
-        .filter(|b| b.mode().is_none())
-        .collect();
-    if !any.is_empty() {
-        parts.push(format!("any mode: {}", bug_list(&any)));
-    }
-    parts.join("; ")
-}
-
-/// `--bug NAME` for `mode`: a known bug that exists in that mode.
-pub fn parse_bug(name: &str, mode: Mode) -> Result<Bug, PlanError> {
-    let bug = Bug::value_variants()
-        .iter()
-        .copied()
-        .find(|b| b.name() == name)
-        .ok_or_else(|| PlanError::UnknownBug {
-            name: name.to_string(),
-            known: known_bugs(),
-        })?;
-    match bug.mode() {
-        Some(m) if m != mode => Err(PlanError::BugNotInMode {
-            name: bug.name(),
-            exists_in: format!("{} mode", m.name()),
-            mode: mode.name(),
-            known: bug_list(&bugs_in(mode)),
-        }),
-        _ => Ok(bug),
-    }
-}
-
-impl Plan {
-    pub fn from_args(args: RunArgs) -> Result<Self, PlanError> {
-        let nodes = in_range("nodes", args.nodes, 1..=50, "between 1 and 50")?;
-        let concurrency = in_range(
-            "concurrency",
-            args.concurrency,
-            1..=10_000,
-            "between 1 and 10000",
-        )?;
-        if !(args.rate.is_finite() && (0.0..=1_000_000.0).contains(&args.rate)) {
-            return Err(PlanError::OutOfRange {
-                flag: "rate",
-                expected: "between 0 and 1000000 ops/s",
-                got: args.rate.to_string(),
-            });
-        }
-        let keys = in_range("keys", args.keys, 1..=1_000_000, "between 1 and 1000000")?;
-        let op_timeout = in_range(
-            "op-timeout",
-            args.op_timeout,
-            1..=3_600_000,
-            "between 1 and 3600000 ms",
-        )?;
-        let time_limit = positive_secs("time-limit", args.time_limit)?;
-        let nemesis_interval = positive_secs("nemesis-interval", args.nemesis_interval)?;
-        let check_timeout = positive_secs("check-timeout", args.check_timeout)?;
-        let mut bugs = Vec::new();
-        // docker-compose.yml passes `--bug=${FAULTLINE_BUGS:-}`: a list, maybe empty.
-        let names = args.bugs.iter().flat_map(|b| b.split(',')).map(str::trim);
-        for name in names.filter(|n| !n.is_empty()) {
-            let bug = parse_bug(name, args.mode)?;
-            if !bugs.contains(&bug) {
-                bugs.push(bug);
-            }
-        }
-        let nemesis = fault::parse_list(&args.nemesis)
-            .map_err(|e| PlanError::Invalid(format!("--nemesis: {e}")))?;
-        let workload = crate::workload::build(&args)?;
-        let system = crate::system::build(&args, &bugs, workload.node_flags())?;
-        workload.supports_system(system.name())?;
-        for &kind in &nemesis {
-            args.backend.supports(kind)?;
-            system.supports(kind)?;
-        }
-        let name = match args.name {
-            Some(name)
-                if !name.is_empty()
-                    && !name.contains('/')
-                    && name != "latest"
-                    && name != "."
-                    && name != ".." =>
-            {
-                name
-            }
-            Some(name) => {
-                return Err(PlanError::Invalid(format!(
-                    "--name `{name}`: must be a plain folder name"
-                )))
-            }
-            None => {
-                let faults = if nemesis.is_empty() {
-                    "none".to_string()
-                } else {
-                    nemesis
-                        .iter()
-                        .map(|k| k.name())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                let mut name = format!("{}-{}-{}", system.label(), workload.name(), faults);
-                for tag in workload.name_tags() {
-                    name.push_str(&format!("-{tag}"));
-                }
-                for bug in &bugs {
-                    name.push_str(&format!("-{}", bug.name()));
-                }
-                name
-            }
-        };
-        Ok(Self {
-            system,
-            workload,
-            mode: args.mode,
-            nodes,
-            bugs,
-            concurrency,
-            rate: args.rate,
-            keys,
-            time_limit,
-            nemesis,
-            nemesis_interval,
-            seed: args.seed.unwrap_or_else(rand::random),
-            store: args.store,
-            backend: args.backend,
-            op_timeout: Duration::from_millis(op_timeout),
-            name,
-            check_timeout,
-        })
-    }
-
-    /// Mean pause between one worker's ops for the requested total rate.
-    pub fn mean_gap(&self) -> Duration {
-        if self.rate == 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(self.concurrency as f64 / self.rate)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-
-    fn plan(args: &[&str]) -> Result<Plan, PlanError> {
-        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
-            .expect("flags parse");
-        Plan::from_args(cli.run)
-    }
-
-    fn refusal(args: &[&str]) -> String {
-        match plan(args) {
-            Ok(_) => panic!("{args:?} was accepted"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn a_misspelt_bug_is_refused_naming_the_known_bugs_per_mode() {
-        let e = refusal(&["--bug", "stale-raed"]);
-        assert!(e.contains("stale-raed") && e.contains("no such bug"), "{e}");
-        assert!(e.contains("passive: stale-read"), "{e}");
-        assert!(e.contains("active: deliver-unagreed"), "{e}");
-    }
-
-    #[test]
-    fn a_bug_of_another_mode_is_refused_naming_this_modes_bugs() {
-        let e = refusal(&["--mode", "active", "--bug", "stale-read"]);
-        assert!(e.contains("only in passive mode"), "{e}");
-        assert!(e.contains("active mode's bugs: deliver-unagreed"), "{e}");
-        assert!(!e.contains("stale-read,"), "{e}");
-        assert!(plan(&["--mode", "active", "--bug", "deliver-unagreed"]).is_ok());
-        assert!(plan(&["--bug", "marker-after-send", "--workload", "bank"]).is_ok());
-    }
-
-    #[test]
-    fn every_out_of_range_value_is_refused_naming_its_flag() {
-        for (args, flag) in [
-            (&["--nodes", "0"][..], "--nodes"),
-            (&["--nodes", "51"][..], "--nodes"),
-            (&["--concurrency", "0"][..], "--concurrency"),
-            (&["--concurrency", "10001"][..], "--concurrency"),
-            (&["--rate=-1"][..], "--rate"),
-            (&["--rate", "NaN"][..], "--rate"),
-            (&["--rate", "1e9"][..], "--rate"),
-            (&["--keys", "0"][..], "--keys"),
-            (&["--op-timeout", "0"][..], "--op-timeout"),
-            (&["--time-limit", "0"][..], "--time-limit"),
-            (&["--time-limit", "inf"][..], "--time-limit"),
-            (&["--nemesis-interval=-2"][..], "--nemesis-interval"),
-            (&["--check-timeout", "0"][..], "--check-timeout"),
-            (&["--name", ".."][..], "--name"),
-        ] {
-            let e = refusal(args);
-            assert!(e.contains(flag), "{args:?}: {e}");
-            assert_eq!(e.lines().count(), 1, "{e}");
-        }
-    }
-
-    #[test]
-    fn every_backend_plans_every_fault_and_bug_lists_split() {
-        // Compose runs the same faults as docker now (issue 15); whether this machine can
-        // apply them is the backend preflight's call, not the plan's.
-        assert!(plan(&["--backend", "compose", "--nemesis", "partition,packet"]).is_ok());
-        assert!(plan(&["--backend", "docker", "--nemesis", "packet"]).is_ok());
-        let p = plan(&["--bug=", "--bug", "stale-read,", "--bug=stale-read"]).unwrap();
-        assert_eq!(p.bugs.len(), 1);
-        assert!(refusal(&["--bug=stale-read,nonsense"]).contains("nonsense"));
-    }
-
-    #[test]
-    fn bank_flags_belong_to_the_bank() {
-        let e = refusal(&["--channels", "unordered"]);
-        assert!(e.contains("only applies to --workload bank"), "{e}");
-        let e = refusal(&["--workload", "bank", "--nodes", "1"]);
-        assert!(e.contains("at least 2 nodes"), "{e}");
-    }
-
-    #[test]
-    fn the_default_name_is_made_of_the_parts() {
-        let p = plan(&[
-            "--workload",
-            "bank",
-            "--channels",
-            "unordered",
-            "--nemesis",
-            "kill,partition",
-            "--bug",
-            "marker-after-send",
-        ])
-        .unwrap();
-        assert_eq!(
-            p.name,
-            "passive-bank-partition+kill-unordered-marker-after-send"
-        );
-        let p = plan(&["--mode", "active"]).unwrap();
-        assert_eq!(p.name, "active-kv-partition");
-        assert_eq!(p.system.name(), "faultline");
-    }
 }

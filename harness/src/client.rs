@@ -1,13 +1,16 @@
 //! The HTTP client for faultline's own nodes (the client API in the guide), as a
 //! `workloads::Client`. It decides what each response proves:
 //!
-//! | what came back                           | write / cas | read |
-//! |------------------------------------------|-------------|------|
-//! | 200                                      | ok          | ok   |
-//! | 409 on cas (value was not `from`)        | fail        | —    |
-//! | an error body with `"definite": true`    | fail        | fail |
-//! | connection refused / not established     | fail        | fail |
-//! | timeout, reset, any other error response | info        | fail |
+//! | what came back                           | write / cas / roll | read |
+//! |------------------------------------------|--------------------|------|
+//! | 200                                      | ok                 | ok   |
+//! | 409 on cas (value was not `from`)        | fail               | —    |
+//! | an error body with `"definite": true`    | fail               | fail |
+//! | connection refused / not established     | fail               | fail |
+//! | timeout, reset, any other error response | info               | fail |
+//!
+//! A roll's 200 carries the value the server drew (`{"ok":true,"value":N}`), recorded
+//! like a read's; a 200 without an integer value is `info` (it happened, value unknown).
 //!
 //! The nodes mark each error response `"definite": true` when the request was certainly
 //! not applied (nodes/src/api.rs); anything not so marked stays `info`. A read that did
@@ -27,6 +30,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use workloads::{Client, Completion, Op, OpFn};
+
+/// The header that carries the cluster secret on control requests.
+pub const SECRET_HEADER: &str = "x-faultline-secret";
 
 /// How long establishing a connection may take; a connection never established means
 /// the request never left, so the op is a definite `fail`.
@@ -111,7 +117,7 @@ impl HttpClient {
         let url = format!("http://{}{path}", self.addrs[node]);
         let request = self.status_http.request(method, url);
         match &self.secret {
-            Some(secret) => request.header(crate::system::faultline::SECRET_HEADER, secret),
+            Some(secret) => request.header(SECRET_HEADER, secret),
             None => request,
         }
     }
@@ -280,6 +286,7 @@ fn request_bytes(op: &Op, addr: &SocketAddr) -> Vec<u8> {
             format!("/kv/{key}/cas"),
             format!("{{\"from\":{from},\"to\":{to}}}"),
         ),
+        OpFn::Roll => ("POST", format!("/kv/{key}/roll"), String::new()),
     };
     json_request(method, &path, addr, &body)
 }
@@ -453,6 +460,20 @@ fn classify(op: &Op, response: Response) -> Completion {
                 error: format!("read body: {e}"),
             },
         },
+        // The roll happened; only the value it set tells the checker anything, so a body
+        // without one leaves the roll's effect unknown (`info`), never a wrong `ok`.
+        (OpFn::Roll, 200) => match serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("value").and_then(|v| v.as_i64()))
+        {
+            Some(v) => Completion::Ok { read: Some(v) },
+            None => Completion::Info {
+                error: format!(
+                    "roll answered 200 without an integer value: {}",
+                    body.trim()
+                ),
+            },
+        },
         (_, 200) => Completion::Ok { read: None },
         (OpFn::Cas(..), 409) => Completion::Fail {
             error: "cas mismatch".into(),
@@ -533,6 +554,22 @@ mod tests {
         ));
         assert!(matches!(
             classify(&op(OpFn::Cas(0, 1)), resp(500, "oops")),
+            Completion::Info { .. }
+        ));
+        assert_eq!(
+            classify(&op(OpFn::Roll), resp(200, r#"{"ok":true,"value":417}"#)),
+            Completion::Ok { read: Some(417) }
+        );
+        assert!(matches!(
+            classify(&op(OpFn::Roll), resp(200, r#"{"ok":true}"#)),
+            Completion::Info { .. }
+        ));
+        assert!(matches!(
+            classify(&op(OpFn::Roll), resp(503, definite)),
+            Completion::Fail { .. }
+        ));
+        assert!(matches!(
+            classify(&op(OpFn::Roll), resp(504, maybe)),
             Completion::Info { .. }
         ));
         assert!(matches!(

@@ -23,6 +23,8 @@ pub enum FaultKind {
     Packet,
     /// Per-node wall-clock offsets (only the `clock` snapshot algorithm reads them).
     Clock,
+    /// One fault aimed at one role, e.g. `leader-kill` (`crate::nemesis::scenario`).
+    Scenario(crate::nemesis::scenario::Scenario),
 }
 
 impl FaultKind {
@@ -47,6 +49,16 @@ impl FaultKind {
             Self::Pause => "pause",
             Self::Packet => "packet",
             Self::Clock => "clock",
+            Self::Scenario(s) => s.name(),
+        }
+    }
+
+    /// Whether the packet delayer must be available.
+    pub fn needs_packet(self) -> bool {
+        match self {
+            Self::Packet => true,
+            Self::Scenario(s) => s.needs_packet(),
+            _ => false,
         }
     }
 }
@@ -55,10 +67,12 @@ impl FromStr for FaultKind {
     type Err = UnknownFault;
 
     fn from_str(s: &str) -> Result<Self, UnknownFault> {
-        Self::NAMED
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownFault(s.to_string()))
+        if let Some(kind) = Self::NAMED.into_iter().find(|k| k.name() == s) {
+            return Ok(kind);
+        }
+        s.parse::<crate::nemesis::scenario::Scenario>()
+            .map(Self::Scenario)
+            .map_err(|_| UnknownFault(s.to_string()))
     }
 }
 
@@ -79,7 +93,7 @@ pub fn parse_list(list: &str) -> Result<Vec<FaultKind>, UnknownFault> {
 
 /// A `--nemesis` item that names no fault kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown nemesis `{0}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all or none)")]
+#[error("unknown nemesis `{0}` (expected partition, isolate-leader, kill, kill-majority-apart, pause, packet, clock, all, none, or a scenario: leader-kill, leader-pause, leader-isolate, leader-slow, follower-kill, follower-pause, follower-isolate, follower-slow, minority-partition)")]
 pub struct UnknownFault(pub String);
 
 /// node → the nodes whose packets it drops. Nodes are indices `0..n`.

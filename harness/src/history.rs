@@ -51,10 +51,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// The invocation of `op`: reads carry `null`, writes their value, cas `[from, to]`.
+    /// The invocation of `op`: reads and rolls carry `null`, writes their value, cas
+    /// `[from, to]`.
     pub fn invoke(process: u64, op: &Op, node: &str, time: u64) -> Self {
         let value = match op.f {
-            OpFn::Read => serde_json::Value::Null,
+            OpFn::Read | OpFn::Roll => serde_json::Value::Null,
             OpFn::Write(v) => v.into(),
             OpFn::Cas(from, to) => serde_json::json!([from, to]),
         };
@@ -74,7 +75,8 @@ impl Event {
     pub fn complete(invoke: &Event, completion: &Completion, time: u64) -> Self {
         let (kind, value, error) = match completion {
             Completion::Ok { read } => {
-                let value = if invoke.f == "read" {
+                // A read carries what it read, a roll the value it set.
+                let value = if invoke.f == "read" || invoke.f == "roll" {
                     read.map_or(serde_json::Value::Null, Into::into)
                 } else {
                     invoke.value.clone()
@@ -313,6 +315,11 @@ impl Recorder {
 
     /// Stamps `event` with the current time and appends it; returns the time. After the
     /// history is closed (finished, or writing failed) the event is dropped.
+    /// The clock this recorder stamps events with (for samplers that must share it).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     pub fn record(&self, mut event: Event) -> u64 {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         event.time = self.clock.now_ns();

@@ -3,7 +3,7 @@
 //! `faultline run`: start a real cluster, drive concurrent clients against it while a
 //! nemesis injects faults, record the history, check it and write a results folder.
 //!
-//! A test is a value made of parts (Jepsen's shape), assembled in `cli::Plan`:
+//! A test is a value made of parts (Jepsen's shape), assembled in `plan::Plan`:
 //!
 //! - `system` — the system under test: how each node is launched, its client, leader
 //!   discovery, metrics (`System`, `Cluster`); faultline's own nodes are the first.
@@ -15,12 +15,15 @@
 //! - `nemesis` — the seeded fault schedule (`Planner`) and its application (`Nemesis`);
 //!   `fault` is the vocabulary it shares with the backends.
 //!
-//! And the machinery: `cli` (flags → `Plan`), `sandbox` (the private namespaces the run
+//! And the machinery: `cli` (the flags), `plan` (flags → the validated `Plan`, and the
+//! `--system` / `--workload` registries), `sandbox` (the private namespaces the run
 //! lives in), `client` (the HTTP client for faultline's nodes), `worker` (one Jepsen
 //! process), `history` (the streaming recorder), `store` (results folders), `report`
 //! (`results.json`, `report.html`), `progress` (the live line) and `test_run` (the
 //! pipeline: calls the parts' phases in order, knowing none of them).
-//! `campaign` runs a matrix of tests, each its own `faultline run` process.
+//! `campaign` runs a matrix of tests, each its own `faultline run` process; `compare`
+//! runs modes side by side under role-targeted faults the same way, from each run's
+//! `telemetry` (leader, messages, CPU sampled) and per-fault-window figures.
 
 pub mod backend;
 pub mod bank;
@@ -28,14 +31,17 @@ pub mod campaign;
 pub mod checkers;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod fault;
 pub mod history;
 pub mod nemesis;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod sandbox;
 pub mod store;
 pub mod system;
+pub mod telemetry;
 pub mod test_run;
 pub mod worker;
 pub mod workload;
@@ -51,7 +57,7 @@ pub const EXIT_ERROR: i32 = 3;
 /// Must be called before any thread is started: the sandbox needs a single-threaded
 /// process to create its user namespace.
 pub fn run(args: RunArgs) -> i32 {
-    let plan = match cli::Plan::from_args(args) {
+    let plan = match plan::Plan::from_args(args) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("faultline run: {e}");

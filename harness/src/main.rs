@@ -22,6 +22,9 @@ enum Command {
     Check(checker::cli::CheckArgs),
     /// Run one replica node.
     Node(nodes::NodeArgs),
+    /// Compare replication modes under role-targeted faults (one `run` per mode ×
+    /// scenario × seed), side by side.
+    Compare(harness::compare::CompareArgs),
     /// Run a campaign file's matrix of runs, each its own `faultline run`; write
     /// summary.json, junit.xml and index.html (`campaign merge` combines shards).
     Campaign(harness::campaign::CampaignArgs),
@@ -73,6 +76,7 @@ fn main() {
             checker::cli::run(args)
         }
         Command::Node(args) => nodes::run(args),
+        Command::Compare(args) => harness::compare::run(args),
         Command::Campaign(args) => harness::campaign::run(args),
     };
     std::process::exit(code);

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use crate::backend::{self, Backend, LaunchSpec};
 use crate::checkers::{self, CheckOutcome, Recorded, Verdict};
-use crate::cli::Plan;
 use crate::history::{CappedSink, Clock, HistoryError, HistorySink, Recorder, CAP_ENV};
 use crate::nemesis::Nemesis;
+use crate::plan::Plan;
 use crate::report::{self, analysis::Analysis, RunInfo};
 use crate::system::{wait_for_leader, wait_for_nodes, Cluster};
 use crate::worker::Stats;
@@ -142,6 +142,16 @@ async fn run_async(plan: Plan) -> i32 {
             return fail(e);
         }
     };
+    let node_ids: Vec<String> = backend.nodes().iter().map(|s| s.id.clone()).collect();
+    let clock = recorder.clock();
+    let telemetry_path = dir.join("telemetry.jsonl");
+    let telemetry = tokio::spawn(crate::telemetry::run(
+        node_ids.clone(),
+        backend.nodes().iter().map(|s| s.client_addr).collect(),
+        clock,
+        telemetry_path,
+        stop_rx.clone(),
+    ));
     let mut nemesis = Nemesis::new(
         plan.nemesis.clone(),
         plan.nemesis_interval,
@@ -151,6 +161,9 @@ async fn run_async(plan: Plan) -> i32 {
         recorder.clone(),
         fault.clone(),
     );
+    if let Some(faults) = plan.fault_cycles {
+        nemesis.limit_faults(faults);
+    }
     let nemesis_task = tokio::spawn(async move { nemesis.run(stop_rx).await });
 
     // The main phase.
@@ -162,8 +175,14 @@ async fn run_async(plan: Plan) -> i32 {
         }
     }
     stop.now(None);
+    let main_end_s = clock.now_ns() as f64 / 1e9;
     workload.stop().await;
     let _ = nemesis_task.await;
+    match telemetry.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("faultline run: warning: telemetry: {e}"),
+        Err(e) => eprintln!("faultline run: warning: telemetry task: {e}"),
+    }
 
     *phase.lock().unwrap() = "recovery";
     *fault.lock().unwrap() = "none (healed)".into();
@@ -176,6 +195,10 @@ async fn run_async(plan: Plan) -> i32 {
     }
     let mut checkers = workload.judge(cut_short.as_deref());
     checkers.extend(plan.system.checkers());
+    // Every run, every workload: a system without a replica-state endpoint says `skipped`.
+    checkers.push(Box::new(checkers::convergence::ReplicaConvergence::new(
+        backend.nodes().iter().map(|s| s.id.clone()).collect(),
+    )));
     if cut_short.is_none() {
         *phase.lock().unwrap() = "gather";
         for checker in &mut checkers {
@@ -207,7 +230,21 @@ async fn run_async(plan: Plan) -> i32 {
     }
     let verdict = checkers::combine(&outcomes);
     let run = run_info(&plan, started, wall, cut_short.clone());
-    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall, partition_via)
+    let sampled = Sampled {
+        node_ids,
+        main_end_s,
+        partition_via,
+    };
+    report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall, &sampled)
+}
+
+/// What the report needs beyond the history: the node ids and when the main phase ended
+/// (telemetry.jsonl is read back from the results folder).
+struct Sampled {
+    node_ids: Vec<String>,
+    main_end_s: f64,
+    /// How the backend partitions (results.json `partition_via`), if it has a choice.
+    partition_via: Option<&'static str>,
 }
 
 /// Prints `e` as the run's one error line; returns the error exit code.
@@ -353,7 +390,7 @@ fn report_and_exit(
     verdict: Verdict,
     outcomes: &[CheckOutcome],
     wall: Instant,
-    partition_via: Option<&'static str>,
+    sampled: &Sampled,
 ) -> i32 {
     let history = dir.join("history.jsonl");
     let analysis = match Analysis::read(&history) {
@@ -362,14 +399,25 @@ fn report_and_exit(
     };
     let mut results =
         report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
-    if let (Some(via), Some(map)) = (partition_via, results.as_object_mut()) {
+    if let (Some(via), Some(map)) = (sampled.partition_via, results.as_object_mut()) {
         map.insert("partition_via".into(), via.into());
     }
+    let faults = match report::faults::Faults::build(
+        &analysis,
+        &dir.join("telemetry.jsonl"),
+        &sampled.node_ids,
+        sampled.main_end_s,
+    ) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("reading back {e}")),
+    };
+    faults.add_to(&mut results);
+    results["files"]["telemetry"] = "telemetry.jsonl".into();
     let results_written = write_whole(
         &dir.join("results.json"),
         &(serde_json::to_string_pretty(&results).unwrap_or_default() + "\n"),
     );
-    let html = report::html::render(run, &analysis, verdict, outcomes);
+    let html = report::html::render_with(run, &analysis, verdict, outcomes, Some(&faults));
     let report_path = dir.join("report.html");
     if let Err(e) = write_whole(&report_path, &html) {
         eprintln!("faultline run: warning: {e}; results.json has the verdict");

@@ -137,12 +137,27 @@ fn html_page_is_written() {
 fn partitioning_can_be_turned_off_and_model_forced() {
     let out = faultline(&[
         "--no-partition",
+        "--single-search",
         "--model",
         "kv",
         &data("porcupine/kv/c10-ok.txt"),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("1 part;"));
+    // Without the key partition the model still says ops on different keys commute.
+    let out = faultline(&[
+        "--no-partition",
+        "--fail-fast",
+        "--model",
+        "kv",
+        &data("porcupine/kv/c50-bad.txt"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("of independent ops, found by the model"),
+        "{}",
+        stdout(&out)
+    );
     let out = faultline(&[
         "--format",
         "etcd-log",

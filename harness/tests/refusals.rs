@@ -73,6 +73,7 @@ fn every_out_of_range_value_is_refused() {
         (&["--nodes", "51"][..], "--nodes"),
         (&["--concurrency", "0"][..], "--concurrency"),
         (&["--rate=-5"][..], "--rate"),
+        (&["--rate", "-1"][..], "--rate"),
         (&["--keys", "0"][..], "--keys"),
         (&["--op-timeout", "0"][..], "--op-timeout"),
         (&["--time-limit", "0"][..], "--time-limit"),

@@ -4,8 +4,9 @@
 //! then 32 concurrent clients run a 50/50 read/write mix over 100 keys for a fixed time
 //! and print ops/s, p50/p99/max latency, failures, and peer messages per client op
 //! (from the nodes' /metrics) and node CPU time per op. Env: BENCH_SECS (default 5),
-//! BENCH_CLIENTS (32), BENCH_MODES (passive,active), BENCH_TARGET (spread: clients use
-//! every node; leader: clients use the leader/primary only), BENCH_NODES (3),
+//! BENCH_CLIENTS (32), BENCH_MODES (passive,active,leaderless), BENCH_TARGET (spread:
+//! clients use every node; leader: clients use the leader/primary only — in leaderless
+//! mode, the first node), BENCH_NODES (3),
 //! BENCH_WRITE_PCT (50), BENCH_REPLICA (path of the node binary; default this build's).
 
 use std::process::{Child, Command, Stdio};
@@ -88,6 +89,11 @@ async fn leader(client: &reqwest::Client, addrs: &[String]) -> Option<usize> {
             continue;
         };
         if v["role"] == "leader" || v["role"] == "primary" {
+            return Some(i);
+        }
+        // Leaderless: no node leads; ready once a node hears from every peer.
+        let reachable = v["reachable_peers"].as_array().map_or(0, |a| a.len());
+        if v["role"] == "replica" && reachable + 1 == addrs.len() {
             return Some(i);
         }
     }
@@ -236,7 +242,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(32);
-    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "passive,active".into());
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "passive,active,leaderless".into());
     let target = std::env::var("BENCH_TARGET").unwrap_or_else(|_| "spread".into());
     let nodes: usize = std::env::var("BENCH_NODES")
         .ok()

@@ -729,6 +729,7 @@ impl Machine for Vr {
             messages: std::mem::take(&mut self.outbox),
             replies: std::mem::take(&mut self.replies),
             rejected: Vec::new(),
+            records: Vec::new(),
         }
     }
 

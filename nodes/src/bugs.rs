@@ -31,6 +31,9 @@ pub enum Bug {
     /// active: a replica executes a request as soon as it is in its log, before its
     /// position in the order is agreed by a majority.
     DeliverUnagreed,
+    /// leaderless: a replica executes a command as soon as it is committed, before its
+    /// timestamp is stable (a command with a lower timestamp may still commit).
+    ExecuteUnstable,
     /// bank (either mode): after recording its state for a Chandy–Lamport snapshot, a node
     /// holds its markers back for a while and keeps sending transfers, so transfers sent
     /// after its cut reach the receivers before the marker.
@@ -46,6 +49,7 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::DeliverUnagreed => "deliver-unagreed",
             Bug::MarkerAfterSend => "marker-after-send",
+            Bug::ExecuteUnstable => "execute-unstable",
         }
     }
 
@@ -92,6 +96,7 @@ impl Bug {
         match self {
             Bug::DeliverUnagreed => Some(Mode::Active),
             Bug::MarkerAfterSend => None,
+            Bug::ExecuteUnstable => Some(Mode::Leaderless),
             _ => Some(Mode::Passive),
         }
     }

@@ -17,6 +17,9 @@ pub enum Mode {
     /// State-machine replication: every replica gets every request; a VR-style sequencer
     /// orders them and every replica executes them.
     Active,
+    /// State-machine replication with no leader: Tempo (EuroSys 2021) timestamp
+    /// agreement by quorums, execution in timestamp order once stable.
+    Leaderless,
 }
 
 impl Mode {
@@ -24,6 +27,7 @@ impl Mode {
         match self {
             Mode::Passive => "passive",
             Mode::Active => "active",
+            Mode::Leaderless => "leaderless",
         }
     }
 }

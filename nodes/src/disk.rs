@@ -39,6 +39,8 @@ pub struct Disk {
     offsets: Vec<u64>,
     /// Length of the file: zero-filled and synced beyond the data.
     allocated: u64,
+    /// `records.jsonl`, opened on the first append (leaderless mode only).
+    records: Option<File>,
 }
 
 /// How far the file is grown ahead of the log at a time (~40k entries).
@@ -46,6 +48,7 @@ const GROW: u64 = 4 << 20;
 
 const STATE: &str = "state.json";
 const LOG: &str = "log.jsonl";
+const RECORDS: &str = "records.jsonl";
 
 impl Disk {
     /// Opens (creating if needed) the data directory and loads what it holds.
@@ -106,6 +109,7 @@ impl Disk {
             log,
             offsets,
             allocated,
+            records: None,
         };
         Ok((disk, hard, entries))
     }
@@ -167,6 +171,56 @@ impl Disk {
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.log.sync_data()
+    }
+
+    /// Leaderless mode's write-ahead records (`records.jsonl`, one JSON value a line,
+    /// append-only), as written by earlier runs. A torn last line (kill -9 mid-write) was
+    /// never acknowledged: it is cut off the file and not returned.
+    pub fn load_records(&mut self) -> anyhow::Result<Vec<String>> {
+        let path = self.dir.join(RECORDS);
+        let mut bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        };
+        let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if good < bytes.len() {
+            tracing::warn!("{}: dropping torn last record", path.display());
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(good as u64)?;
+            f.sync_all()?;
+            bytes.truncate(good);
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not UTF-8: {e}", path.display()))?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    /// Appends records (each one line, no newline inside); durable after [`Disk::sync`].
+    pub fn append_records(&mut self, lines: &[String]) -> io::Result<()> {
+        if self.records.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(RECORDS))?;
+            // The file's directory entry must survive a crash before anything in it counts.
+            File::open(&self.dir)?.sync_all()?;
+            self.records = Some(f);
+        }
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
+        self.records.as_mut().unwrap().write_all(&buf)
+    }
+
+    /// Makes appended records durable (no-op when none were ever appended).
+    pub fn sync_records(&mut self) -> io::Result<()> {
+        match &self.records {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -106,6 +106,7 @@ struct DiskJob {
     hard_state: Option<HardState>,
     log_from: Option<u64>,
     entries: Vec<Entry>,
+    records: Vec<String>,
     mark: Option<StableMark>,
 }
 
@@ -284,13 +285,14 @@ impl<M: Machine> Driver<M> {
     }
 
     fn dispatch(&mut self, ready: Ready<M::Msg>, held: HeldReplies<M::Msg>) {
-        if ready.hard_state.is_some() || ready.log_from.is_some() {
+        if ready.hard_state.is_some() || ready.log_from.is_some() || !ready.records.is_empty() {
             self.issued += 1;
             let job = DiskJob {
                 seq: self.issued,
                 hard_state: ready.hard_state,
                 log_from: ready.log_from,
                 entries: ready.entries,
+                records: ready.records,
                 mark: ready.mark,
             };
             if let Some(jobs) = &self.jobs {
@@ -361,8 +363,13 @@ fn disk_thread<M: Machine>(
         }
         let result = (|| -> std::io::Result<()> {
             let mut wrote_log = false;
+            let mut wrote_records = false;
             let mut hard = None;
             for job in &mut batch {
+                if !job.records.is_empty() {
+                    disk.append_records(&job.records)?;
+                    wrote_records = true;
+                }
                 if let Some(from) = job.log_from {
                     disk.write_log(from, &job.entries)?;
                     wrote_log = true;
@@ -373,6 +380,9 @@ fn disk_thread<M: Machine>(
             }
             if wrote_log {
                 disk.sync()?;
+            }
+            if wrote_records {
+                disk.sync_records()?;
             }
             if let Some(hard) = hard {
                 disk.save_hard_state(&hard)?;

@@ -12,6 +12,7 @@
 //! - `progress`: a leader's/primary's flow control towards one follower/backup.
 //! - `machine`: the `Machine` trait both protocols implement — pure `step`/`tick`/`ready`.
 //! - `passive`, `active`: the two protocols, each one file, no I/O.
+//! - `leaderless`: Tempo, leaderless state-machine replication, also a pure machine.
 //! - `driver`: the async loop that persists, sends and answers for a machine.
 //! - `transport`: peer messages over HTTP with timeouts, and the simulated partition.
 //! - `api`: the HTTP routes; `metrics`: Prometheus text; `bugs`: the named bugs.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod disk;
 pub mod driver;
 pub mod http;
+pub mod leaderless;
 pub mod log;
 pub mod machine;
 pub mod metrics;
@@ -149,6 +151,20 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<()> 
                 hard,
                 entries,
             );
+            serve_machine(config, listener, disk, machine).await
+        }
+        Mode::Leaderless => {
+            let mut disk = disk;
+            let records = disk.load_records()?;
+            let machine = leaderless::Tempo::restore(
+                config.id.clone(),
+                peers,
+                config.bugs.clone(),
+                config.timing,
+                seed,
+                &records,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
             serve_machine(config, listener, disk, machine).await
         }
     }

@@ -38,6 +38,10 @@ pub struct Ready<M> {
     pub replies: Vec<(RequestId, Outcome)>,
     /// Client requests this node took but now gives up on, definitely not applied.
     pub rejected: Vec<(RequestId, Rejection)>,
+    /// Records to append to the data dir's `records.jsonl` (one JSON line each; used by
+    /// the leaderless protocol instead of the log). Persisted and gated like the log;
+    /// `mark` names them too.
+    pub records: Vec<String>,
 }
 
 impl<M> Default for Ready<M> {
@@ -50,6 +54,7 @@ impl<M> Default for Ready<M> {
             messages: Vec::new(),
             replies: Vec::new(),
             rejected: Vec::new(),
+            records: Vec::new(),
         }
     }
 }

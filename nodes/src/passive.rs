@@ -1262,6 +1262,7 @@ impl Machine for Raft {
             messages: std::mem::take(&mut self.outbox),
             replies: std::mem::take(&mut self.replies),
             rejected: std::mem::take(&mut self.rejected),
+            records: Vec::new(),
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Generator {
     rng: StdRng,
     keys: Vec<Option<String>>,
     mix: OpMix,
+    /// Percent (0..=100) of writes that are rolls instead (issue 14).
+    roll_percent: u32,
 }
 
 impl Generator {
@@ -45,7 +47,15 @@ impl Generator {
             rng: StdRng::seed_from_u64(slot_seed),
             keys,
             mix,
+            roll_percent: 0,
         }
+    }
+
+    /// Makes `percent` (clamped to 0..=100) of this slot's writes non-deterministic
+    /// rolls. With 0 the op sequence is exactly that of a generator without rolls.
+    pub fn with_rolls(mut self, percent: u32) -> Self {
+        self.roll_percent = percent.min(100);
+        self
     }
 
     /// The next op of this slot's sequence.
@@ -56,7 +66,12 @@ impl Generator {
         let f = if pick < self.mix.read {
             OpFn::Read
         } else if pick < self.mix.read + self.mix.write {
-            OpFn::Write(self.rng.random_range(0..self.mix.values))
+            // Drawn only when rolls are on, so seeds without rolls keep their sequence.
+            if self.roll_percent > 0 && self.rng.random_range(0..100) < self.roll_percent {
+                OpFn::Roll
+            } else {
+                OpFn::Write(self.rng.random_range(0..self.mix.values))
+            }
         } else {
             OpFn::Cas(
                 self.rng.random_range(0..self.mix.values),
@@ -115,5 +130,22 @@ mod tests {
         }
         let reads = ops.iter().filter(|o| o.f == OpFn::Read).count();
         assert!((400..600).contains(&reads), "read share off: {reads}/1000");
+        assert!(
+            !ops.iter().any(|o| o.f == OpFn::Roll),
+            "rolls are off by default"
+        );
+    }
+
+    #[test]
+    fn rolls_replace_the_given_share_of_writes() {
+        let mut g = Generator::new(1, 0, keys(), OpMix::default()).with_rolls(50);
+        let ops: Vec<Op> = (0..4000).map(|_| g.next_op()).collect();
+        let rolls = ops.iter().filter(|o| o.f == OpFn::Roll).count();
+        let writes = ops.iter().filter(|o| matches!(o.f, OpFn::Write(_))).count();
+        // Writes are 1/4 of the mix: about 500 rolls and 500 writes.
+        assert!((400..600).contains(&rolls), "rolls: {rolls}");
+        assert!((400..600).contains(&writes), "writes: {writes}");
+        let mut all = Generator::new(1, 0, keys(), OpMix::default()).with_rolls(100);
+        assert!((0..1000).all(|_| !matches!(all.next_op().f, OpFn::Write(_))));
     }
 }

@@ -7,6 +7,9 @@ pub enum OpFn {
     Write(i64),
     /// Compare-and-set: `[from, to]`.
     Cas(i64, i64),
+    /// A non-deterministic write: the server draws the value (`POST /kv/{key}/roll`) and
+    /// returns it; an `ok` roll carries that value in `Completion::Ok { read }`.
+    Roll,
 }
 
 impl OpFn {
@@ -16,6 +19,7 @@ impl OpFn {
             Self::Read => "read",
             Self::Write(_) => "write",
             Self::Cas(..) => "cas",
+            Self::Roll => "roll",
         }
     }
 }
@@ -38,7 +42,8 @@ impl Op {
 /// How an op ended — Jepsen's three outcomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
-    /// It happened. For a read, the value read (`None` = the key has no value).
+    /// It happened. For a read, the value read (`None` = the key has no value); for a
+    /// roll, the value the server drew and set.
     Ok { read: Option<i64> },
     /// It definitely did not happen (cas mismatch, refused before sending, ...).
     Fail { error: String },

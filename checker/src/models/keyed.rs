@@ -98,6 +98,11 @@ impl<M: Model> Model for Keyed<M> {
         self.inner.may_become_legal_after(reset, read)
     }
 
+    /// Ops on different keys touch different objects of the store: independent.
+    fn independent(&self, a: &Op, b: &Op) -> bool {
+        a.key.unwrap_or(0) != b.key.unwrap_or(0)
+    }
+
     fn leaves_state_unknown(&self, op: &Op) -> bool {
         self.inner.leaves_state_unknown(op)
     }

@@ -18,14 +18,14 @@ pub mod docker;
 pub mod packet;
 pub mod sandbox;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::ValueEnum;
 
 use crate::fault::{FaultKind, Grudge, PacketFault};
-use crate::system::System;
+use crate::sandbox::network::NetworkError;
+use crate::system::{System, SystemError};
 
 /// Which backend runs the cluster (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,13 +94,24 @@ impl From<String> for BackendError {
     }
 }
 
-/// What the harness knows about one node.
-#[derive(Debug, Clone)]
-pub struct NodeSpec {
-    /// `n1`, `n2`, ...
-    pub id: String,
-    /// Where the node's client API listens, reachable from the harness.
-    pub client_addr: SocketAddr,
+/// What the harness knows about one node (the system's type: backends fill it in).
+pub use crate::system::NodeSpec;
+
+impl From<SystemError> for BackendError {
+    fn from(e: SystemError) -> Self {
+        Self::Unsupported(e.to_string())
+    }
+}
+
+impl From<NetworkError> for BackendError {
+    fn from(e: NetworkError) -> Self {
+        match e {
+            NetworkError::NotIsolated(_) | NetworkError::Spawn { .. } => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Failed(other.to_string()),
+        }
+    }
 }
 
 /// What a backend needs to start a cluster: the system, how many nodes, where their logs
@@ -147,7 +158,7 @@ pub fn preflight(kind: BackendKind, faults: &[FaultKind]) -> Result<(), BackendE
     for &fault in faults {
         kind.supports(fault)?;
     }
-    let packet_faults = faults.contains(&FaultKind::Packet);
+    let packet_faults = faults.iter().any(|k| k.needs_packet());
     match kind {
         BackendKind::Sandbox => crate::sandbox::preflight(packet_faults)
             .map_err(|e| BackendError::Unavailable(e.to_string())),

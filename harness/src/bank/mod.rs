@@ -92,53 +92,6 @@ pub struct BankWorkload {
     pub plan: BankPlan,
 }
 
-impl BankWorkload {
-    /// The first bank-only flag given, if any (refused for other workloads).
-    pub fn flags_given(args: &crate::cli::RunArgs) -> Option<&'static str> {
-        [
-            ("--channels", args.channels.is_some()),
-            ("--snapshot-interval", args.snapshot_interval.is_some()),
-            ("--snapshot-timeout", args.snapshot_timeout.is_some()),
-            ("--snapshot-algo", args.snapshot_algo.is_some()),
-            ("--initial-balance", args.initial_balance.is_some()),
-        ]
-        .into_iter()
-        .find(|(_, given)| *given)
-        .map(|(flag, _)| flag)
-    }
-
-    /// The bank flags, validated.
-    pub fn from_args(args: &crate::cli::RunArgs) -> Result<Self, WorkloadError> {
-        if args.nodes < 2 {
-            return Err(WorkloadError::Invalid(format!(
-                "--workload bank needs at least 2 nodes to move money between, got --nodes {}",
-                args.nodes
-            )));
-        }
-        let initial_balance = args.initial_balance.unwrap_or(1000);
-        if !(1..=1_000_000_000_000).contains(&initial_balance) {
-            return Err(WorkloadError::Invalid(format!(
-                "--initial-balance must be between 1 and 10^12, got {initial_balance}"
-            )));
-        }
-        let secs = |flag, s| {
-            crate::cli::positive_secs(flag, s).map_err(|e| WorkloadError::Invalid(e.to_string()))
-        };
-        Ok(Self {
-            plan: BankPlan {
-                channels: args.channels.unwrap_or(Channels::Fifo),
-                algo: args.snapshot_algo.unwrap_or(SnapshotAlgo::ChandyLamport),
-                snapshot_interval: secs(
-                    "snapshot-interval",
-                    args.snapshot_interval.unwrap_or(2.0),
-                )?,
-                snapshot_timeout: secs("snapshot-timeout", args.snapshot_timeout.unwrap_or(3.0))?,
-                initial_balance,
-            },
-        })
-    }
-}
-
 impl Workload for BankWorkload {
     fn name(&self) -> &'static str {
         "bank"

@@ -140,6 +140,10 @@ pub fn explanation(results: &serde_json::Value) -> Option<String> {
     let str_at =
         |v: &serde_json::Value, p: &str| v.pointer(p).and_then(|s| s.as_str()).map(str::to_string);
     for (name, c) in checkers {
+        if str_at(c, "/report/verdict").as_deref() == Some("divergent") {
+            let summary = str_at(c, "/report/summary").unwrap_or_else(|| "divergent".into());
+            return Some(format!("{name}: replicas {summary}"));
+        }
         if let Some(reason) = str_at(c, "/report/reason") {
             return Some(reason);
         }
@@ -217,5 +221,11 @@ mod tests {
         let r = json!({"checkers": {"linearizable": {"report": {"invalid": [], "unknown": [
             {"key": "k0", "reason": "timeout", "deepest": 10, "ops": 99}]}}}});
         assert!(explanation(&r).unwrap().contains("no verdict (timeout)"));
+        let r = json!({"checkers": {"convergence": {"verdict": "invalid", "report": {
+            "verdict": "divergent", "summary": "divergent at applied index 9: key \"k5\": n1=71 n2=12"}}}});
+        assert_eq!(
+            explanation(&r).unwrap(),
+            "convergence: replicas divergent at applied index 9: key \"k5\": n1=71 n2=12"
+        );
     }
 }

@@ -2,8 +2,10 @@
 //! a named result; the run's verdict is their combination ([`combine`]).
 //!
 //! A checker comes from the workload (linearizability of the history for kv/register;
-//! snapshot consistency and conservation for the bank) or from the system (replica
-//! convergence, planned). It has two moments:
+//! snapshot consistency and conservation for the bank), from the system
+//! (`System::checkers`), or from the pipeline itself: replica convergence
+//! (`convergence.rs`) judges every run, and says `skipped` where the system has no
+//! replica-state endpoint. It has two moments:
 //!
 //! - [`Checker::gather`] — after the settle phase, while the nodes still run: collect what
 //!   it needs from the cluster (e.g. every replica's state). Most checkers need nothing.
@@ -11,6 +13,7 @@
 //!   It may block (the pipeline runs it off the async runtime); an error or panic inside
 //!   is `unknown`, never a crashed run (Jepsen's `check-safe`).
 
+pub mod convergence;
 pub mod linearizable;
 
 use std::path::PathBuf;
@@ -69,6 +72,9 @@ pub struct CheckOutcome {
     pub files: Vec<(&'static str, &'static str)>,
     /// One line for the terminal before the verdict line (e.g. the snapshot counts).
     pub summary: Option<String>,
+    /// Why this checker does not apply to this run (e.g. the system has no replica-state
+    /// endpoint): shown as `skipped` and left out of [`combine`].
+    pub skipped: Option<String>,
 }
 
 impl CheckOutcome {
@@ -89,6 +95,7 @@ impl CheckOutcome {
             results: Vec::new(),
             files: Vec::new(),
             summary: None,
+            skipped: None,
         }
     }
 
@@ -104,8 +111,11 @@ impl CheckOutcome {
 }
 
 /// The run's verdict from its checkers' verdicts: any invalid → invalid; else any
-/// unknown → unknown; else valid. No checker at all is `unknown`: nothing was judged.
+/// unknown → unknown; else valid. Skipped checkers do not count; no checker that applied
+/// is `unknown`: nothing was judged.
 pub fn combine(outcomes: &[CheckOutcome]) -> Verdict {
+    let applied: Vec<&CheckOutcome> = outcomes.iter().filter(|o| o.skipped.is_none()).collect();
+    let outcomes = &applied[..];
     if outcomes.iter().any(|o| o.verdict == Verdict::Invalid) {
         Verdict::Invalid
     } else if outcomes.is_empty() || outcomes.iter().any(|o| o.verdict == Verdict::Unknown) {
@@ -143,5 +153,14 @@ mod tests {
         assert_eq!(combine(&with(&[Unknown, Invalid, Valid])), Invalid);
         assert_eq!(combine(&with(&[Invalid])), Invalid);
         assert_eq!(combine(&[]), Unknown, "nothing judged is never a pass");
+        let mut skipped = with(&[Valid]);
+        skipped[0].skipped = Some("skipped: no endpoint".into());
+        assert_eq!(
+            combine(&skipped),
+            Unknown,
+            "only skipped checkers: nothing judged"
+        );
+        skipped.extend(with(&[Invalid]));
+        assert_eq!(combine(&skipped), Invalid);
     }
 }

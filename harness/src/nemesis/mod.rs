@@ -8,9 +8,11 @@
 //!
 //! - `grudge` — pure partition planners (halves, isolate, majorities ring, bridge).
 //! - `clock` — per-node clock offsets for the bank workload's `clock` snapshots.
+//! - `scenario` — one fault aimed at one role (leader, follower, minority), for compare.
 
 pub mod clock;
 pub mod grudge;
+pub mod scenario;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,6 +106,13 @@ pub enum Planned {
     Clock {
         offsets_ms: Vec<i64>,
     },
+    /// A scenario's fault, aimed when it starts (`scenario::aim`): `pick` chooses the
+    /// follower or fallback node, `minority` is the seeded minority.
+    Aimed {
+        scenario: scenario::Scenario,
+        pick: usize,
+        minority: Vec<usize>,
+    },
 }
 
 /// Draws the fault schedule from the seed alone: the same seed, kinds and cluster size
@@ -185,6 +194,16 @@ impl Planner {
             FaultKind::Clock => Planned::Clock {
                 offsets_ms: clock::plan(n, rng),
             },
+            FaultKind::Scenario(scenario) => {
+                let pick = rng.random_range(0..1usize << 16);
+                let majority = random_majority(n, rng);
+                let minority = (0..n).filter(|i| !majority.contains(i)).collect();
+                Planned::Aimed {
+                    scenario,
+                    pick,
+                    minority,
+                }
+            }
         })
     }
 }
@@ -208,6 +227,8 @@ pub struct Nemesis {
     pub current: Arc<Mutex<String>>,
     planner: Planner,
     active: Option<Active>,
+    /// Stop after this many faults (`--fault-cycles`); the clients run on.
+    fault_limit: Option<usize>,
 }
 
 impl Nemesis {
@@ -229,12 +250,23 @@ impl Nemesis {
             current,
             planner,
             active: None,
+            fault_limit: None,
         }
+    }
+
+    /// Starts at most `faults` faults; after the last one is undone the cluster stays
+    /// healthy for the rest of the main phase.
+    pub fn limit_faults(&mut self, faults: usize) {
+        self.fault_limit = Some(faults);
     }
 
     /// Runs the schedule until `stop` turns true, then undoes whatever is in force.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) {
+        let mut started = 0usize;
         loop {
+            if self.fault_limit.is_some_and(|limit| started >= limit) {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = stop.changed() => break,
@@ -246,6 +278,7 @@ impl Nemesis {
                 break;
             };
             self.start(planned).await;
+            started += 1;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = stop.changed() => {}
@@ -375,6 +408,53 @@ impl Nemesis {
                     .await;
                 ("start-packet", description, result, Active::Packet)
             }
+            Planned::Aimed {
+                scenario,
+                pick,
+                minority,
+            } => {
+                let leadership = self.leadership().await;
+                let aim = scenario::aim(scenario, leadership, n, pick, &minority);
+                let who = format!("{} ({})", self.names(&aim.nodes), aim.role);
+                let nodes = aim.nodes;
+                match scenario.action {
+                    scenario::Action::Kill => {
+                        self.record(EventType::Invoke, "kill", &who);
+                        let targets = nodes.clone();
+                        let result = self.blocking(move |b| each(&targets, |i| b.kill(i))).await;
+                        ("kill", who, result, Active::Killed(nodes))
+                    }
+                    scenario::Action::Pause => {
+                        self.record(EventType::Invoke, "pause", &who);
+                        let targets = nodes.clone();
+                        let result = self.blocking(move |b| each(&targets, |i| b.pause(i))).await;
+                        ("pause", who, result, Active::Paused(nodes))
+                    }
+                    scenario::Action::Isolate => {
+                        let rest: Vec<usize> = (0..n).filter(|i| !nodes.contains(i)).collect();
+                        let description = format!(
+                            "{} [{}] [{}] ({})",
+                            scenario.name(),
+                            self.names(&nodes),
+                            self.names(&rest),
+                            aim.role
+                        );
+                        self.record(EventType::Invoke, "start-partition", &description);
+                        let grudge = crate::fault::Grudge::complete(&[nodes, rest]);
+                        let result = self.blocking(move |b| b.partition(&grudge)).await;
+                        ("start-partition", description, result, Active::Partition)
+                    }
+                    scenario::Action::Slow => {
+                        let fault = scenario::SLOW;
+                        let description = format!("{}, from {who}", fault.describe());
+                        self.record(EventType::Invoke, "start-packet", &description);
+                        let result = self
+                            .blocking(move |b| b.start_packet_fault(&nodes, fault))
+                            .await;
+                        ("start-packet", description, result, Active::Packet)
+                    }
+                }
+            }
             Planned::Clock { offsets_ms } => {
                 let ids = self.ids();
                 let description = clock::describe(&ids, &offsets_ms);
@@ -458,15 +538,28 @@ impl Nemesis {
             self.names(&nodes),
             self.names(&rest)
         );
+        // The cut is a fault window of its own (`start-partition` … `stop-partition`), so
+        // the failures of the restarted-apart phase are not mistaken for a healthy cluster.
+        let components = [nodes.clone(), rest];
+        let cut_description = format!(
+            "restarted-apart {} (killed majority restarts cut off)",
+            components
+                .iter()
+                .map(|c| format!("[{}]", self.names(c)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        self.record(EventType::Invoke, "start-partition", &cut_description);
+        let grudge = crate::fault::Grudge::complete(&components);
+        let cut = self.blocking(move |b| b.partition(&grudge)).await;
+        let cut_value = match &cut {
+            Ok(()) => cut_description,
+            Err(e) => format!("{cut_description}: failed: {e}"),
+        };
+        self.record(EventType::Info, "start-partition", &cut_value);
         self.record(EventType::Invoke, "restart", &value);
-        let grudge = grudge::Grudge::complete(&[nodes.clone(), rest]);
-        let result = self
-            .blocking(move |b| {
-                let cut = b.partition(&grudge);
-                let started = each(&nodes, |i| b.start(i));
-                cut.and(started)
-            })
-            .await;
+        let started = self.blocking(move |b| each(&nodes, |i| b.start(i))).await;
+        let result = cut.and(started);
         // Whatever happened, heal at the next stop (healing is idempotent); a failed
         // partition call may have restarted nothing, which the recovery phase also covers.
         self.active = Some(Active::Partition);
@@ -476,6 +569,23 @@ impl Nemesis {
         };
         self.record(EventType::Info, "restart", &value);
         *self.current.lock().unwrap() = format!("partition: restarted {value}");
+    }
+
+    /// Who leads, as a scenario needs it when its fault starts: while the cluster names
+    /// no leader (an election in progress, or a mode without one) asks again for up to
+    /// `LEADER_WAIT`, then reports none known.
+    async fn leadership(&self) -> scenario::Leadership {
+        const LEADER_WAIT: Duration = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return scenario::Leadership::Leader(leader);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return scenario::Leadership::Unknown;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The node the cluster says leads now, if any.

@@ -24,6 +24,10 @@ pub struct OpRecord {
     pub start_ns: u64,
     pub end_ns: Option<u64>,
     pub outcome: Outcome,
+    /// The node the client talked to (the invocation's `node`), when recorded.
+    pub node: Option<String>,
+    /// A `fail` that is an answer: a cas refused because the current value differs.
+    pub cas_mismatch: bool,
 }
 
 impl OpRecord {
@@ -49,22 +53,30 @@ pub struct Analysis {
     pub end_s: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub attempted: u64,
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
     pub open: u64,
+    /// Of `fail`: cas ops answered "the current value differs" — the system working.
+    pub cas_mismatch: u64,
 }
 
 impl Counts {
-    /// ok / attempted: the share of client requests that got a definite success.
+    /// ok plus cas mismatches: requests the system answered.
+    pub fn answered(&self) -> u64 {
+        self.ok + self.cas_mismatch
+    }
+
+    /// answered / attempted: the share of client requests the system answered (a cas
+    /// refused because the value differs is an answer, not an outage).
     pub fn availability(&self) -> f64 {
         if self.attempted == 0 {
             0.0
         } else {
-            self.ok as f64 / self.attempted as f64
+            self.answered() as f64 / self.attempted as f64
         }
     }
 }
@@ -78,7 +90,15 @@ struct Line {
     #[serde(default)]
     value: serde_json::Value,
     time: u64,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
 }
+
+/// The error the client records for a cas refused because the value differs
+/// (`crate::client`); such a `fail` is an answer.
+pub const CAS_MISMATCH: &str = "cas mismatch";
 
 /// The fault a nemesis event opens or closes.
 fn nemesis_edge(f: &str) -> Option<(&'static str, bool)> {
@@ -124,7 +144,9 @@ impl Analysis {
         let file = std::fs::File::open(path).map_err(io)?;
         let mut analysis = Analysis::default();
         let mut open: HashMap<u64, usize> = HashMap::new();
-        let mut open_window: Option<(String, String, f64)> = None;
+        // One open window per fault kind: a majority restarted apart is cut off by a
+        // partition that starts before its kill window closes.
+        let mut open_windows: Vec<(String, String, f64)> = Vec::new();
         let mut last_ns = 0;
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line = line.map_err(io)?;
@@ -147,6 +169,8 @@ impl Analysis {
                             start_ns: ev.time,
                             end_ns: None,
                             outcome: Outcome::Open,
+                            node: ev.node,
+                            cas_mismatch: false,
                         });
                     } else if let Some(i) = open.remove(&p) {
                         let op = &mut analysis.ops[i];
@@ -156,6 +180,8 @@ impl Analysis {
                             "fail" => Outcome::Fail,
                             _ => Outcome::Info,
                         };
+                        op.cas_mismatch = op.outcome == Outcome::Fail
+                            && ev.error.as_deref() == Some(CAS_MISMATCH);
                     }
                 }
                 None if ev.kind == "info" => {
@@ -169,8 +195,10 @@ impl Analysis {
                         .map(str::to_string)
                         .unwrap_or_else(|| ev.value.to_string());
                     if starts {
-                        open_window = Some((fault.to_string(), description, t));
-                    } else if let Some((fault, description, start_s)) = open_window.take() {
+                        open_windows.retain(|(f, _, _)| f != fault);
+                        open_windows.push((fault.to_string(), description, t));
+                    } else if let Some(i) = open_windows.iter().position(|(f, _, _)| f == fault) {
+                        let (fault, description, start_s) = open_windows.remove(i);
                         analysis.windows.push(Window {
                             fault,
                             description,
@@ -183,7 +211,7 @@ impl Analysis {
             }
         }
         analysis.end_s = last_ns as f64 / 1e9;
-        if let Some((fault, description, start_s)) = open_window {
+        for (fault, description, start_s) in open_windows {
             analysis.windows.push(Window {
                 fault,
                 description,
@@ -191,6 +219,9 @@ impl Analysis {
                 end_s: analysis.end_s,
             });
         }
+        analysis
+            .windows
+            .sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
         Ok(analysis)
     }
 
@@ -261,7 +292,10 @@ fn count<'a>(ops: impl Iterator<Item = &'a OpRecord>) -> Counts {
         c.attempted += 1;
         match op.outcome {
             Outcome::Ok => c.ok += 1,
-            Outcome::Fail => c.fail += 1,
+            Outcome::Fail => {
+                c.fail += 1;
+                c.cas_mismatch += op.cas_mismatch as u64;
+            }
             Outcome::Info => c.info += 1,
             Outcome::Open => c.open += 1,
         }

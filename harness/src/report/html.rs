@@ -23,6 +23,18 @@ pub fn render(
     verdict: Verdict,
     checks: &[CheckOutcome],
 ) -> String {
+    render_with(run, analysis, verdict, checks, None)
+}
+
+/// `render`, with the fault-window and cost tables and the leader marks when `faults`
+/// is given.
+pub fn render_with(
+    run: &RunInfo,
+    analysis: &Analysis,
+    verdict: Verdict,
+    checks: &[CheckOutcome],
+    faults: Option<&super::faults::Faults>,
+) -> String {
     let counts = analysis.counts();
     let verdict = format!("{verdict:?}").to_lowercase();
     let colour = match verdict.as_str() {
@@ -37,7 +49,7 @@ pub fn render(
 <style>
 body{{font-family:sans-serif;margin:24px;color:#222;max-width:1000px}}
 table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}
-.verdict{{font-size:28px;font-weight:bold;color:{colour}}} pre{{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}}
+.verdict{{font-size:28px;font-weight:bold;color:{colour}}} pre{{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}}
 .swatch{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}}
 iframe{{width:100%;height:700px;border:1px solid #ccc}}
 </style></head><body>
@@ -81,7 +93,7 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
     );
     let _ = write!(
         html,
-        "<h2>Operations</h2><table><tr><th>op</th><th>attempted</th><th>ok</th><th>fail</th><th>info</th><th>availability</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>"
+        "<h2>Operations</h2><table><tr><th>op</th><th>attempted</th><th>ok</th><th>fail</th><th>info</th><th>of fail: cas≠</th><th>availability (answered / attempted)</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>"
     );
     let mut rows: Vec<(String, serde_json::Value)> = analysis.by_f().into_iter().collect();
     rows.push((
@@ -96,11 +108,12 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
         };
         let _ = write!(
             html,
-            "<tr><td>{f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             v["ops"]["attempted"],
             v["ops"]["ok"],
             v["ops"]["fail"],
             v["ops"]["info"],
+            v["ops"]["cas_mismatch"],
             v["availability"].as_f64().unwrap_or(0.0) * 100.0,
             lat("p50"),
             lat("p99"),
@@ -118,12 +131,21 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
             c.0, c.1, c.2
         );
     }
-    html.push_str("</p>");
+    html.push_str(" Points:");
+    for (name, c) in plot::OUTCOMES {
+        let _ = write!(
+            html,
+            "<span class=\"swatch\" style=\"background:rgb({},{},{})\"></span>{name}",
+            c.0, c.1, c.2
+        );
+    }
+    html.push_str(". Leader changes: dashed lines labelled with the new leader.</p>");
+    let leaders = faults.map_or(&[][..], |f| &f.leaders[..]);
     let mut fs: Vec<&str> = analysis.ops.iter().map(|o| o.f.as_str()).collect();
     fs.sort();
     fs.dedup();
     for f in fs {
-        match plot::latency_svg(analysis, f) {
+        match plot::latency_svg(analysis, f, leaders) {
             Ok(svg) => html.push_str(&svg),
             Err(e) => {
                 let _ = write!(
@@ -134,7 +156,7 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
             }
         }
     }
-    match plot::throughput_svg(analysis) {
+    match plot::throughput_svg(analysis, leaders) {
         Ok(svg) => html.push_str(&svg),
         Err(e) => {
             let _ = write!(
@@ -143,6 +165,41 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
                 escape(&e.to_string())
             );
         }
+    }
+    for (what, chart) in [
+        (
+            "latency quantiles",
+            plot::latency_quantiles_svg(analysis, leaders),
+        ),
+        ("rate", plot::rate_svg(analysis, leaders)),
+    ] {
+        match chart {
+            Ok((svg, legend)) => {
+                html.push_str(&svg);
+                html.push_str("<p>");
+                for (name, c) in legend {
+                    let _ = write!(
+                        html,
+                        "<span class=\"swatch\" style=\"background:rgb({},{},{})\"></span>{}",
+                        c.0,
+                        c.1,
+                        c.2,
+                        escape(&name)
+                    );
+                }
+                html.push_str("</p>");
+            }
+            Err(e) => {
+                let _ = write!(
+                    html,
+                    "<p>({what} chart failed: {})</p>",
+                    escape(&e.to_string())
+                );
+            }
+        }
+    }
+    if let Some(f) = faults {
+        html.push_str(&f.html());
     }
 
     html.push_str("<h2>Faults</h2><table><tr><th>fault</th><th>from (s)</th><th>to (s)</th><th>what</th></tr>");
@@ -160,11 +217,20 @@ iframe{{width:100%;height:700px;border:1px solid #ccc}}
 
     // One section per checker, in the order they ran.
     for check in checks {
+        // Convergence names its own verdicts (converged / divergent); skipped is said.
+        let label = match (
+            &check.skipped,
+            check.report.get("verdict").and_then(|v| v.as_str()),
+        ) {
+            (Some(_), _) => "skipped".to_string(),
+            (None, Some(v @ ("converged" | "divergent"))) => v.to_string(),
+            _ => format!("{:?}", check.verdict).to_lowercase(),
+        };
         let _ = write!(
             html,
             "<h2>Checker: {} — {}</h2><pre>{}</pre>",
             check.checker,
-            format!("{:?}", check.verdict).to_lowercase(),
+            label,
             escape(&check.text)
         );
         if let Some(fragment) = &check.fragment {

@@ -4,10 +4,14 @@
 //! - `analysis` — pairs invocations with completions, finds nemesis windows, counts.
 //! - `plot` — SVG charts (latency scatter per op type, throughput) via plotters.
 //! - `html` — the self-contained `report.html`.
+//! - `windows` — per-fault-window arithmetic (gap, recovery, latency, availability).
+//! - `faults` — the windows, leader timeline and cost as results.json and report show them.
 
 pub mod analysis;
+pub mod faults;
 pub mod html;
 pub mod plot;
+pub mod windows;
 
 use serde::Serialize;
 
@@ -53,10 +57,13 @@ pub fn results_json(
     let checkers: serde_json::Map<String, serde_json::Value> = checks
         .iter()
         .map(|c| {
-            (
-                c.checker.to_string(),
-                serde_json::json!({ "verdict": c.verdict, "report": c.report }),
-            )
+            let entry = match &c.skipped {
+                Some(why) => {
+                    serde_json::json!({ "verdict": "skipped", "skipped": why, "report": c.report })
+                }
+                None => serde_json::json!({ "verdict": c.verdict, "report": c.report }),
+            };
+            (c.checker.to_string(), entry)
         })
         .collect();
     let mut results = serde_json::json!({

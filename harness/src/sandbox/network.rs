@@ -117,17 +117,6 @@ pub enum NetworkError {
     NotIsolated(Vec<String>),
 }
 
-impl From<NetworkError> for crate::backend::BackendError {
-    fn from(e: NetworkError) -> Self {
-        match e {
-            NetworkError::NotIsolated(_) | NetworkError::Spawn { .. } => {
-                Self::Unavailable(e.to_string())
-            }
-            other => Self::Failed(other.to_string()),
-        }
-    }
-}
-
 /// Refuses to build unless this namespace has nothing but a loopback device and no
 /// routes, i.e. unless `sandbox::enter` really moved us into a new network namespace.
 fn ensure_isolated() -> Result<(), NetworkError> {

@@ -12,8 +12,7 @@ use futures_util::future::BoxFuture;
 use nodes::{Bug, Mode};
 use workloads::{Client, Completion, Op};
 
-use super::{Cluster, ControlError, NodeCommand, NodeSite, System, SystemError};
-use crate::backend::NodeSpec;
+use super::{Cluster, ControlError, NodeCommand, NodeSite, NodeSpec, System, SystemError};
 use crate::client::HttpClient;
 use crate::fault::FaultKind;
 
@@ -25,7 +24,7 @@ pub const NODE_PORT: u16 = 7000;
 pub const SECRET_ENV: &str = "FAULTLINE_CLUSTER_SECRET";
 
 /// The header that carries the cluster secret.
-pub const SECRET_HEADER: &str = "x-faultline-secret";
+pub use crate::client::SECRET_HEADER;
 
 /// faultline nodes in one mode, with the same bugs and flags on every node.
 #[derive(Debug, Clone)]
@@ -216,7 +215,7 @@ impl Cluster for FaultlineCluster {
         })
     }
 
-    /// `GET /admin/state` (`?full=1` for every key), with the cluster secret.
+    /// `GET /admin/state` (`?dump=1` for every key), with the cluster secret.
     fn replica_state(
         &self,
         node: usize,
@@ -224,7 +223,7 @@ impl Cluster for FaultlineCluster {
     ) -> BoxFuture<'_, Result<serde_json::Value, ControlError>> {
         Box::pin(async move {
             let path = if full {
-                "/admin/state?full=1"
+                "/admin/state?dump=1"
             } else {
                 "/admin/state"
             };

@@ -13,9 +13,11 @@
 //! faultline's own nodes are [`faultline::FaultlineSystem`]. A second system (etcd: launch
 //! line `etcd --name .. --listen-client-urls ..`, the v3 JSON gateway as its op client,
 //! leader via the maintenance status endpoint, Prometheus `/metrics`) is one new module
-//! implementing both traits plus one arm in [`SystemKind`]; the pipeline, the backends,
+//! implementing both traits, a [`SystemKind`] variant and one arm in
+//! `crate::plan::build_system` (etcd is the second: `etcd`); the pipeline, the backends,
 //! the nemesis and the checkers do not change.
 
+pub mod etcd;
 pub mod faultline;
 
 use std::any::Any;
@@ -30,7 +32,6 @@ use clap::ValueEnum;
 use futures_util::future::BoxFuture;
 use workloads::{Completion, Op};
 
-use crate::backend::NodeSpec;
 use crate::fault::FaultKind;
 
 /// Which system `faultline run --system` tests.
@@ -38,38 +39,36 @@ use crate::fault::FaultKind;
 pub enum SystemKind {
     /// faultline's own replica nodes (`faultline node`), in `--mode`.
     Faultline,
+    /// etcd 3.4 members (`--etcd-bin`, `--read-consistency`); see `etcd`.
+    Etcd,
 }
 
 impl SystemKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Faultline => "faultline",
+            Self::Etcd => "etcd",
+        }
+    }
+
+    /// Refuses `--bug` for a system that has no named bugs (they are faultline's own).
+    pub fn check_bugs(self, names: &[String]) -> Result<(), SystemError> {
+        match (self, names.first()) {
+            (Self::Etcd, Some(name)) => Err(SystemError::Unsupported(format!(
+                "--bug {name}: named bugs are planted in faultline's own nodes; --system etcd runs etcd as released"
+            ))),
+            _ => Ok(()),
         }
     }
 }
 
-/// The registry: `--system` → its implementation, for these (validated) bugs and the
-/// workload's node flags.
-pub fn build(
-    args: &crate::cli::RunArgs,
-    bugs: &[nodes::Bug],
-    node_flags: Vec<String>,
-) -> Result<Arc<dyn System>, SystemError> {
-    match args.system {
-        SystemKind::Faultline => {
-            let exe = std::env::current_exe().map_err(|e| SystemError::NoProgram {
-                program: "the faultline executable",
-                why: e.to_string(),
-            })?;
-            Ok(Arc::new(faultline::FaultlineSystem {
-                exe,
-                mode: args.mode,
-                bugs: bugs.to_vec(),
-                node_flags,
-                secret: faultline::FaultlineSystem::new_secret(),
-            }))
-        }
-    }
+/// What the harness knows about one running node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// `n1`, `n2`, ...
+    pub id: String,
+    /// Where the node's client API listens, reachable from the harness.
+    pub client_addr: std::net::SocketAddr,
 }
 
 /// Where one node lives, as its command line must name it. `data_dir` is the path the
@@ -150,12 +149,6 @@ pub enum SystemError {
     /// The system's program cannot be found.
     #[error("cannot find {program} to start nodes with: {why}")]
     NoProgram { program: &'static str, why: String },
-}
-
-impl From<SystemError> for crate::backend::BackendError {
-    fn from(e: SystemError) -> Self {
-        Self::Unsupported(e.to_string())
-    }
 }
 
 /// Why a control call (clock, admin state, metrics) to a node failed.

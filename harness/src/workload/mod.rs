@@ -10,7 +10,8 @@
 //! | `judge`  | nodes still up; history then closed    | `linearizable`           | `bank` (snapshots + conservation)     |
 //!
 //! `settle` is skipped when the run was cut short; `judge` always runs, on what was
-//! recorded. Registry: [`build`] maps `--workload` to an implementation.
+//! recorded. The registry that maps `--workload` to an implementation is
+//! `crate::plan::build_workload`.
 
 pub mod register;
 
@@ -21,10 +22,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
-use workloads::WorkloadKind;
 
 use crate::checkers::Checker;
-use crate::cli::RunArgs;
 use crate::fault::FaultKind;
 use crate::history::Recorder;
 use crate::system::Cluster;
@@ -107,23 +106,4 @@ pub trait WorkloadRun: Send {
     /// Its checkers, holding what they need; `interrupted` says why settle was skipped.
     /// After this the workload holds no recorder, so the history can close.
     fn judge(self: Box<Self>, interrupted: Option<&str>) -> Vec<Box<dyn Checker>>;
-}
-
-/// The registry: `--workload` → its implementation, with its flags validated.
-pub fn build(args: &RunArgs) -> Result<Arc<dyn Workload>, WorkloadError> {
-    let bank_only = crate::bank::BankWorkload::flags_given(args);
-    if args.workload != WorkloadKind::Bank {
-        if let Some(flag) = bank_only {
-            return Err(WorkloadError::Invalid(format!(
-                "{flag} only applies to --workload bank (this run's workload is {})",
-                args.workload.name()
-            )));
-        }
-    }
-    Ok(match args.workload {
-        WorkloadKind::Register | WorkloadKind::Kv => {
-            Arc::new(register::RegisterWorkload::new(args.workload, args.keys)?)
-        }
-        WorkloadKind::Bank => Arc::new(crate::bank::BankWorkload::from_args(args)?),
-    })
 }

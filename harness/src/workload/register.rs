@@ -21,6 +21,10 @@ pub struct RegisterWorkload {
     kind: WorkloadKind,
     keys: usize,
     model: Model,
+    /// Percent of writes that are rolls (`--nondeterministic`).
+    rolls: u32,
+    /// Whether the nodes run with `--deterministic-roll` (recorded in results.json).
+    deterministic_roll: bool,
 }
 
 impl RegisterWorkload {
@@ -30,7 +34,20 @@ impl RegisterWorkload {
                 WorkloadError::Unsupported(format!("{} is not a register workload", kind.name()))
             })?
             .model();
-        Ok(Self { kind, keys, model })
+        Ok(Self {
+            kind,
+            keys,
+            model,
+            rolls: 0,
+            deterministic_roll: false,
+        })
+    }
+
+    /// `percent` of writes become rolls; `deterministic` records the nodes' setting.
+    pub fn with_rolls(mut self, percent: u32, deterministic: bool) -> Self {
+        self.rolls = percent.min(100);
+        self.deterministic_roll = deterministic;
+        self
     }
 }
 
@@ -41,6 +58,30 @@ impl Workload for RegisterWorkload {
 
     fn model(&self) -> String {
         self.model.name().to_string()
+    }
+
+    fn name_tags(&self) -> Vec<String> {
+        let mut tags = Vec::new();
+        if self.rolls > 0 {
+            tags.push(format!("roll{}", self.rolls));
+        }
+        if self.deterministic_roll {
+            tags.push("detroll".into());
+        }
+        tags
+    }
+
+    fn results(&self) -> Vec<(&'static str, serde_json::Value)> {
+        if self.rolls == 0 && !self.deterministic_roll {
+            return Vec::new();
+        }
+        vec![(
+            "rolls",
+            serde_json::json!({
+                "percent_of_writes": self.rolls,
+                "deterministic_roll": self.deterministic_roll,
+            }),
+        )]
     }
 
     fn start(&self, ctx: &RunContext) -> Result<Box<dyn WorkloadRun>, WorkloadError> {
@@ -58,8 +99,11 @@ impl Workload for RegisterWorkload {
         });
         let workers = (0..ctx.concurrency)
             .map(|slot| {
-                let mut worker =
-                    Worker::new(slot, workload.generator(ctx.seed, slot), shared.clone());
+                let mut worker = Worker::new(
+                    slot,
+                    workload.generator(ctx.seed, slot).with_rolls(self.rolls),
+                    shared.clone(),
+                );
                 let stop = ctx.stop.clone();
                 tokio::spawn(async move {
                     worker.run(stop).await;
