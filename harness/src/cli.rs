@@ -46,7 +46,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
 
-    /// Run every node with this named bug (repeatable), e.g. stale-read, ack-before-commit;
+    /// Run every node with this named bug (repeatable, or a comma-separated list; empty
+    /// names are ignored, so `--bug=` is no bug), e.g. stale-read, ack-before-commit;
     /// a bug must exist in --mode.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,

@@ -80,6 +80,66 @@ pub fn create_run_dir(
     Ok(dir)
 }
 
+/// How the results folder is named where the user looks at it: inside the compose
+/// file's `test` service the store is `/store`, a bind mount of `./store` on the host,
+/// and the compose file says so in this variable.
+pub const SHOWN_AS_ENV: &str = "FAULTLINE_STORE_ON_HOST";
+
+/// Who the results belong to: `UID:GID`, or (`FAULTLINE_OWNER_OF`) a path whose owner
+/// they go to — the compose file names the clone the user ran it from.
+pub const OWNER_ENV: &str = "FAULTLINE_OWNER";
+pub const OWNER_OF_ENV: &str = "FAULTLINE_OWNER_OF";
+
+/// `path` (inside `store`) as the user sees it (see [`SHOWN_AS_ENV`]); `path` itself
+/// when the variable is unset or `path` is elsewhere.
+pub fn shown(store: &Path, path: &Path) -> PathBuf {
+    match std::env::var_os(SHOWN_AS_ENV) {
+        Some(host) if !host.is_empty() => match path.strip_prefix(store) {
+            Ok(rest) => PathBuf::from(host).join(rest),
+            Err(_) => path.to_path_buf(),
+        },
+        _ => path.to_path_buf(),
+    }
+}
+
+fn owner() -> Option<(u32, u32)> {
+    if let Ok(v) = std::env::var(OWNER_ENV) {
+        let (u, g) = v.split_once(':').unwrap_or((&v, &v));
+        return Some((u.trim().parse().ok()?, g.trim().parse().ok()?));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(std::env::var_os(OWNER_OF_ENV)?).ok()?;
+    Some((meta.uid(), meta.gid()))
+}
+
+/// Gives whatever a root harness made under `store` (root-owned entries) to the invoking
+/// user (see [`OWNER_ENV`]), whatever way the run ended; a no-op when no owner is named
+/// or it is root. Failures are warnings: the verdict stands.
+pub fn hand_over(store: &Path) {
+    let Some((uid, gid)) = owner().filter(|(u, _)| *u != 0) else {
+        return;
+    };
+    fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = path.symlink_metadata()?;
+        if meta.uid() == 0 {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    if let Err(e) = walk(store, uid, gid) {
+        eprintln!(
+            "faultline run: warning: giving {} to {uid}:{gid}: {e}",
+            store.display()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

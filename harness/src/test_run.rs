@@ -39,7 +39,12 @@ pub fn run(plan: Plan) -> i32 {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run_async(plan)),
+        Ok(rt) => {
+            let store = plan.store.clone();
+            let code = rt.block_on(run_async(plan));
+            crate::store::hand_over(&store);
+            code
+        }
         Err(e) => {
             eprintln!("faultline run: cannot start the async runtime: {e}");
             EXIT_ERROR
@@ -87,7 +92,7 @@ async fn run_async(plan: Plan) -> i32 {
         plan.workload.name(),
         fault_names(&plan).join(","),
         plan.seed,
-        dir.display()
+        crate::store::shown(&plan.store, &dir).display()
     );
     // Signals are watched from here on: a Ctrl-C during start-up still tears down.
     let (stop, stop_rx) = Stop::new();
@@ -96,6 +101,7 @@ async fn run_async(plan: Plan) -> i32 {
     let Some((backend, cluster)) = start_cluster(&plan, &dir).await else {
         return EXIT_ERROR;
     };
+    let partition_via = backend.partition_via();
     let history_path = dir.join("history.jsonl");
     let (recorder, writer) = match open_history(&history_path, stop.clone()) {
         Ok(r) => r,
@@ -227,6 +233,7 @@ async fn run_async(plan: Plan) -> i32 {
     let sampled = Sampled {
         node_ids,
         main_end_s,
+        partition_via,
     };
     report_and_exit(&plan, &dir, &run, verdict, &outcomes, wall, &sampled)
 }
@@ -236,6 +243,8 @@ async fn run_async(plan: Plan) -> i32 {
 struct Sampled {
     node_ids: Vec<String>,
     main_end_s: f64,
+    /// How the backend partitions (results.json `partition_via`), if it has a choice.
+    partition_via: Option<&'static str>,
 }
 
 /// Prints `e` as the run's one error line; returns the error exit code.
@@ -390,6 +399,9 @@ fn report_and_exit(
     };
     let mut results =
         report::results_json(run, &analysis, verdict, outcomes, &plan.workload.results());
+    if let (Some(via), Some(map)) = (sampled.partition_via, results.as_object_mut()) {
+        map.insert("partition_via".into(), via.into());
+    }
     let faults = match report::faults::Faults::build(
         &analysis,
         &dir.join("telemetry.jsonl"),
@@ -430,7 +442,7 @@ fn report_and_exit(
         counts.availability() * 100.0,
         analysis.windows.len(),
         wall.elapsed().as_secs_f64(),
-        report_path.display()
+        crate::store::shown(&plan.store, &report_path).display()
     );
     if let Err(e) = results_written {
         return fail(format!("{e}; the verdict above was not saved"));

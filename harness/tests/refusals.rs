@@ -92,11 +92,3 @@ fn every_out_of_range_value_is_refused() {
         assert_refused(args, &[flag]);
     }
 }
-
-#[test]
-fn a_nemesis_the_backend_cannot_do_is_refused_before_anything_starts() {
-    assert_refused(
-        &["--backend", "compose", "--nemesis", "partition,packet"],
-        &["packet", "compose"],
-    );
-}

@@ -35,8 +35,8 @@ pub enum BackendKind {
     /// One container per node on an internal Docker network the run creates and removes
     /// (image faultline:latest, see scripts/docker-image.sh).
     Docker,
-    /// The node containers of the docker-compose.yml project this harness runs in
-    /// (see docker-compose.yml); partitions via the nodes' /admin/isolate; no packet faults.
+    /// From inside the docker-compose.yml `test` service: as `docker`, made and faulted
+    /// from that container (see docker-compose.yml).
     Compose,
 }
 
@@ -51,14 +51,8 @@ impl BackendKind {
 
     /// Refuses, before anything starts, a fault this backend cannot apply.
     pub fn supports(self, fault: FaultKind) -> Result<(), BackendError> {
-        match (self, fault) {
-            (Self::Compose, FaultKind::Packet) => Err(BackendError::Unsupported(
-                "packet faults are not supported by the compose backend (a container cannot enter its siblings' \
-                 network namespaces); drop `packet` from --nemesis, or use --backend docker or sandbox"
-                    .into(),
-            )),
-            _ => Ok(()),
-        }
+        let _ = (self, fault);
+        Ok(())
     }
 }
 
@@ -143,6 +137,11 @@ pub trait Backend: Send + Sync {
     fn resume(&self, i: usize) -> Result<(), BackendError>;
     /// Replaces the current partition: each node drops packets from its grudge set.
     fn partition(&self, grudge: &Grudge) -> Result<(), BackendError>;
+    /// How partitions reach the nodes (`nftables`, `admin-api`, ...), for results.json
+    /// (`partition_via`); `None` when the backend has one route only.
+    fn partition_via(&self) -> Option<&'static str> {
+        None
+    }
     /// Removes every partition rule at once; see `partition`.
     fn heal(&self) -> Result<(), BackendError>;
     /// Delays, drops, duplicates and reorders packets sent by `from` nodes to other nodes.
@@ -182,6 +181,15 @@ pub fn create(kind: BackendKind, launch: &LaunchSpec) -> Result<Arc<dyn Backend>
             );
             Arc::new(backend)
         }
-        BackendKind::Compose => Arc::new(docker::DockerBackend::attach_compose(launch)?),
+        BackendKind::Compose => {
+            let backend = docker::DockerBackend::create_in_compose(launch)?;
+            eprintln!(
+                "faultline run: compose backend: label {}={}; partitions via {}",
+                docker::RUN_LABEL,
+                backend.run_id(),
+                backend.partition_via().announce()
+            );
+            Arc::new(backend)
+        }
     })
 }

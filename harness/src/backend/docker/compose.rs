@@ -1,79 +1,106 @@
-//! `--backend compose`: attaching to the node containers a docker-compose.yml started,
-//! and the nodes' own `/admin/isolate` / `/admin/heal` as the partition route there.
+//! `--backend compose`: the harness runs as the compose file's `test` service and makes
+//! the cluster itself, from inside that container — the same containers, network and
+//! faults as `--backend docker`, with three differences: the nodes run the harness's own
+//! image (so the program is already in them), bind-mount paths are translated to the
+//! host's through the harness container's own mounts, and the harness joins the run's
+//! network to reach the nodes. With `pid: host` and NET_ADMIN + SYS_ADMIN (see
+//! docker-compose.yml) it sees the nodes' host PIDs and enters their network namespaces
+//! for nftables partitions and the NFQUEUE packet delayer; without them it falls back,
+//! announced, to the nodes' `/admin/isolate` and refuses packet faults.
+//!
+//! Also here: the nodes' admin API (`/admin/isolate`, the fallback partition route).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::Docker;
-
 use super::engine::{api_error, block_on, connect, own_runtime};
-use super::leftovers::all_containers;
-use super::network::ensure_on_link;
-use super::{DockerBackend, Node, PartitionVia, NODE_LABEL};
-use crate::backend::{BackendError, LaunchSpec, NodeSpec};
+use super::{DockerBackend, DEFAULT_IMAGE};
+use crate::backend::{BackendError, LaunchSpec};
+
+/// The container the harness runs in, and how its paths look on the host.
+#[derive(Debug, Clone)]
+pub(crate) struct InContainer {
+    /// The harness's own container id.
+    pub(crate) container: String,
+    /// (path inside, path on the host) of each bind mount, longest inside path first.
+    mounts: Vec<(PathBuf, PathBuf)>,
+}
+
+impl InContainer {
+    /// Where `inside` (an absolute path in this container) is on the host; an error when
+    /// it is not under a bind mount (the daemon could not mount it into a node).
+    pub(crate) fn host_path(&self, inside: &Path) -> Result<PathBuf, BackendError> {
+        host_path(&self.mounts, inside).ok_or_else(|| {
+            BackendError::Unavailable(format!(
+                "{} is not on a bind mount of the harness's container; mount the results folder (e.g. ./store:/store)",
+                inside.display()
+            ))
+        })
+    }
+}
+
+fn host_path(mounts: &[(PathBuf, PathBuf)], inside: &Path) -> Option<PathBuf> {
+    mounts.iter().find_map(|(dest, src)| {
+        inside.strip_prefix(dest).ok().map(|rest| {
+            if rest.as_os_str().is_empty() {
+                src.clone()
+            } else {
+                src.join(rest)
+            }
+        })
+    })
+}
 
 impl DockerBackend {
-    /// `--backend compose`: finds the node containers of the compose project this
-    /// harness belongs to (`COMPOSE_PROJECT_NAME`, or the project of the container the
-    /// harness runs in) and checks they run what the plan says.
-    pub fn attach_compose(launch: &LaunchSpec) -> Result<Self, BackendError> {
-        let count = launch.count;
+    /// `--backend compose`: finds the container this harness runs in (its hostname is its
+    /// id), then makes the cluster as `--backend docker` does, from in there.
+    pub fn create_in_compose(launch: &LaunchSpec) -> Result<Self, BackendError> {
         let rt = own_runtime()?;
         let docker = block_on(&rt, connect())?;
-        let found = block_on(&rt, find_compose_nodes(&docker))?;
-        if found.len() != count {
-            return Err(BackendError::Unsupported(format!(
-                "--nodes {count}, but the compose project has {} containers labelled {NODE_LABEL} ({})",
-                found.len(),
-                found.iter().map(|(id, ..)| id.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let mut specs = Vec::new();
-        let mut nodes = Vec::new();
-        for (id, container, env) in found {
-            let listen = env.get("FAULTLINE_LISTEN").ok_or_else(|| {
-                format!("compose node {id}: FAULTLINE_LISTEN is not set; give it the node's pinned address, e.g. 10.213.0.11:7000")
-            })?;
-            let addr: SocketAddr = listen.parse().map_err(|_| {
-                format!("compose node {id}: FAULTLINE_LISTEN={listen} is not IP:PORT (pin the address; a name is lost when the container is killed)")
-            })?;
-            let std::net::IpAddr::V4(v4) = addr.ip() else {
-                return Err(BackendError::Unsupported(format!(
-                    "compose node {id}: FAULTLINE_LISTEN={listen} must be an IPv4 address"
-                )));
-            };
-            // Compose started the nodes: they must run what this run's system describes.
-            launch.system.check_external(&id, &env)?;
-            ensure_on_link(v4, None)?;
-            specs.push(NodeSpec {
-                id,
-                client_addr: addr,
-            });
-            nodes.push(Node {
-                container,
-                addr: v4,
-            });
-        }
-        std::fs::create_dir_all(&launch.dir)
-            .map_err(|e| format!("creating {}: {e}", launch.dir.display()))?;
-        Ok(Self {
-            rt: Some(rt),
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let host = host.trim().to_string();
+        let me = block_on(&rt, docker.inspect_container(&host, None)).map_err(|e| {
+            BackendError::Unavailable(format!(
+                "--backend compose runs inside the compose file's test service (`docker compose run --rm test`); \
+                 this process is not in a container the daemon knows ({host}: {e}); use --backend docker on a host"
+            ))
+        })?;
+        let container = me.id.clone().unwrap_or(host);
+        let image = std::env::var("FAULTLINE_IMAGE")
+            .ok()
+            .or_else(|| me.config.as_ref().and_then(|c| c.image.clone()))
+            .unwrap_or_else(|| DEFAULT_IMAGE.into());
+        let mut mounts: Vec<(PathBuf, PathBuf)> = me
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| Some((PathBuf::from(m.destination?), PathBuf::from(m.source?))))
+            .collect();
+        mounts.sort_by_key(|(dest, _)| std::cmp::Reverse(dest.as_os_str().len()));
+        Self::create_on(
+            launch,
+            rt,
             docker,
-            http: admin_client(),
-            admin_headers: launch.system.admin_headers(),
-            specs,
-            nodes,
-            network: None,
-            partition_via: PartitionVia::AdminApi,
-            run_id: String::new(),
-            seed: 0,
-            packet: Mutex::new(Vec::new()),
-            log_dir: launch.dir.clone(),
-            torn_down: AtomicBool::new(false),
-        })
+            image,
+            Some(InContainer { container, mounts }),
+        )
+    }
+
+    /// Joins `network` (the harness's own container), so the nodes are reachable.
+    pub(super) fn join_network(&self, container: &str, network: &str) -> Result<(), BackendError> {
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: None,
+        };
+        self.block(self.docker.connect_network(network, req))
+            .map_err(|e| api_error(&format!("joining the test network {network}"), e))
+    }
+
+    /// Whether this process can enter other containers' network namespaces: it needs
+    /// their host PIDs (`pid: host`) and the rights to enter (root, SYS_ADMIN, NET_ADMIN,
+    /// nft and nsenter in the image).
+    pub(super) fn ns_reachable(&self) -> bool {
+        super::netns::nftables_usable() && sees_host_pids()
     }
 
     /// POSTs to node `i`'s admin API; a node that is down or paused cannot answer, and
@@ -119,82 +146,16 @@ pub(super) fn admin_client() -> reqwest::Client {
         .expect("a plain-HTTP reqwest client always builds")
 }
 
-/// The compose project's node containers: (node id, container id, environment), sorted
-/// by node id.
-pub(super) async fn find_compose_nodes(
-    docker: &Docker,
-) -> Result<Vec<(String, String, HashMap<String, String>)>, BackendError> {
-    let project = match std::env::var("COMPOSE_PROJECT_NAME") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            // Inside a container the hostname is the container's id prefix by default.
-            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-            let host = host.trim();
-            let me = docker.inspect_container(host, None).await.map_err(|e| {
-                format!(
-                    "--backend compose: cannot tell which compose project this is (not in a compose container: {e}); \
-                     set COMPOSE_PROJECT_NAME"
-                )
-            })?;
-            me.config
-                .and_then(|c| c.labels)
-                .and_then(|l| l.get("com.docker.compose.project").cloned())
-                .ok_or_else(|| {
-                    "--backend compose: this container has no com.docker.compose.project label; set COMPOSE_PROJECT_NAME".to_string()
-                })?
-        }
-    };
-    let filter: HashMap<String, Vec<String>> = [(
-        "label".to_string(),
-        vec![
-            format!("com.docker.compose.project={project}"),
-            NODE_LABEL.to_string(),
-        ],
-    )]
-    .into();
-    let list = all_containers(docker, &filter)
-        .await
-        .map_err(|e| api_error("listing the compose project's containers", e))?;
-    let mut nodes = Vec::new();
-    for c in list {
-        let (Some(id), Some(labels)) = (c.id, c.labels) else {
-            continue;
-        };
-        let Some(node) = labels.get(NODE_LABEL).cloned() else {
-            continue;
-        };
-        let info = docker
-            .inspect_container(&id, None)
-            .await
-            .map_err(|e| api_error(&format!("inspecting compose node {node}"), e))?;
-        let env = info
-            .config
-            .and_then(|c| c.env)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        nodes.push((node, id, env));
+/// Whether this process sees the host's PIDs (`pid: host`), which the Docker API reports
+/// for the nodes: in a PID namespace of its own, PID 1 is this harness itself.
+pub(super) fn sees_host_pids() -> bool {
+    if std::process::id() == 1 {
+        return false;
     }
-    if nodes.is_empty() {
-        return Err(format!(
-            "--backend compose: compose project {project} has no containers labelled {NODE_LABEL}; \
-             start the nodes first (docker-compose up)"
-        )
-        .into());
-    }
-    nodes.sort_by_key(|n| natural_key(&n.0));
-    Ok(nodes)
-}
-
-/// `n2` before `n10`.
-pub(super) fn natural_key(id: &str) -> (String, u64) {
-    let digits = id.trim_start_matches(|c: char| !c.is_ascii_digit());
-    let prefix = &id[..id.len() - digits.len()];
-    (prefix.to_string(), digits.parse().unwrap_or(0))
+    let init = std::fs::read("/proc/1/cmdline").unwrap_or_default();
+    let first = init.split(|b| *b == 0).next().unwrap_or_default();
+    let me = std::env::current_exe().unwrap_or_default();
+    first != me.as_os_str().as_encoded_bytes()
 }
 
 #[cfg(test)]
@@ -202,9 +163,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn natural_order_of_node_ids() {
-        let mut ids = vec!["n10", "n2", "n1"];
-        ids.sort_by_key(|id| natural_key(id));
-        assert_eq!(ids, ["n1", "n2", "n10"]);
+    fn container_paths_map_to_the_host_through_the_longest_mount() {
+        let mounts = vec![
+            (PathBuf::from("/store/x"), PathBuf::from("/elsewhere")),
+            (
+                PathBuf::from("/store"),
+                PathBuf::from("/home/u/clone/store"),
+            ),
+        ];
+        assert_eq!(
+            host_path(&mounts, Path::new("/store/t/1/nodes/n1.data")),
+            Some(PathBuf::from("/home/u/clone/store/t/1/nodes/n1.data"))
+        );
+        assert_eq!(
+            host_path(&mounts, Path::new("/store/x/a")),
+            Some(PathBuf::from("/elsewhere/a"))
+        );
+        assert_eq!(host_path(&mounts, Path::new("/storex")), None);
+        assert_eq!(host_path(&mounts, Path::new("/tmp")), None);
     }
 }

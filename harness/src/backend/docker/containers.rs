@@ -19,7 +19,8 @@ use super::leftovers::{process_start, remove_stale, PID_LABEL, PID_START_LABEL};
 use super::netns::nftables_usable;
 use super::network::{create_network, ensure_on_link, FIRST_NODE_HOST};
 use super::{
-    compose::admin_client, DockerBackend, Node, PartitionVia, DEFAULT_IMAGE, NODE_LABEL, RUN_LABEL,
+    compose::{admin_client, InContainer},
+    DockerBackend, Node, PartitionVia, DEFAULT_IMAGE, NODE_LABEL, RUN_LABEL,
 };
 use crate::backend::{Backend, BackendError, LaunchSpec, NodeSpec};
 use crate::system::{NodeCommand, NodeSite};
@@ -31,10 +32,22 @@ impl DockerBackend {
     /// `--backend docker`: cleans up after dead runs, creates the network and one
     /// container per node, and starts them all.
     pub fn create(launch: &LaunchSpec) -> Result<Self, BackendError> {
-        let (count, seed) = (launch.count, launch.seed);
         let rt = own_runtime()?;
         let docker = block_on(&rt, connect())?;
         let image = std::env::var("FAULTLINE_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.into());
+        Self::create_on(launch, rt, docker, image, None)
+    }
+
+    /// `create`, made either from the host (`site` = `None`) or from inside a container
+    /// (the compose file's `test` service, see `compose.rs`).
+    pub(super) fn create_on(
+        launch: &LaunchSpec,
+        rt: tokio::runtime::Runtime,
+        docker: bollard::Docker,
+        image: String,
+        site: Option<InContainer>,
+    ) -> Result<Self, BackendError> {
+        let (count, seed) = (launch.count, launch.seed);
         block_on(&rt, async {
             docker.inspect_image(&image).await.map_err(|e| {
                 if is_not_found(&e) {
@@ -86,6 +99,7 @@ impl DockerBackend {
             },
             log_dir: log_dir.clone(),
             torn_down: AtomicBool::new(false),
+            site,
         };
         // From here on, an error drops `backend`, which removes whatever was made.
         let subnet = match subnet {
@@ -95,6 +109,14 @@ impl DockerBackend {
                 return Err(e);
             }
         };
+        if let Some(site) = &backend.site {
+            // The harness joins the run's network (at .2, before any node takes an
+            // address) to reach the nodes; teardown takes it off again.
+            backend.join_network(&site.container, &network)?;
+            if !backend.ns_reachable() {
+                backend.partition_via = PartitionVia::AdminApi;
+            }
+        }
         for i in 0..count {
             let host = FIRST_NODE_HOST as usize + i;
             let addr = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], host as u8);
@@ -108,7 +130,8 @@ impl DockerBackend {
                 addr,
             });
         }
-        ensure_on_link(backend.nodes[0].addr, Some(&bridge))?;
+        let iface = backend.site.is_none().then_some(bridge.as_str());
+        ensure_on_link(backend.nodes[0].addr, iface)?;
         let sites: Vec<NodeSite> = backend
             .specs
             .iter()
@@ -155,11 +178,29 @@ impl DockerBackend {
         std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
         let program = std::fs::canonicalize(&command.program)
             .map_err(|e| format!("resolving {}: {e}", command.program.display()))?;
-        let file_name = program
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "node".into());
-        let inside = format!("/sut/{file_name}");
+        let (inside, binds) = match &self.site {
+            // From a container: the nodes run the same image, so the program is already
+            // at the same path in theirs; the data directory is named by its host path.
+            Some(site) => (
+                program.display().to_string(),
+                vec![format!(
+                    "{}:{CONTAINER_DATA}",
+                    site.host_path(&data)?.display()
+                )],
+            ),
+            None => {
+                let file_name = program
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "node".into());
+                let inside = format!("/sut/{file_name}");
+                let binds = vec![
+                    format!("{}:{CONTAINER_DATA}", data.display()),
+                    format!("{}:{inside}:ro", program.display()),
+                ];
+                (inside, binds)
+            }
+        };
         let mut labels = labels.clone();
         labels.insert(NODE_LABEL.into(), spec.id.clone());
         Ok(ContainerCreateBody {
@@ -176,10 +217,7 @@ impl DockerBackend {
             hostname: Some(spec.id.clone()),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                binds: Some(vec![
-                    format!("{}:{CONTAINER_DATA}", data.display()),
-                    format!("{}:{inside}:ro", program.display()),
-                ]),
+                binds: Some(binds),
                 network_mode: Some(network.to_string()),
                 ..Default::default()
             }),

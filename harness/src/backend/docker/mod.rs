@@ -89,6 +89,26 @@ pub enum PartitionVia {
 }
 
 impl PartitionVia {
+    /// The name in results.json (`partition_via`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nftables => "nftables",
+            Self::AdminApi => "admin-api",
+        }
+    }
+
+    /// `describe`, with the fallback said loudly.
+    pub fn announce(self) -> String {
+        match self {
+            Self::Nftables => self.describe().to_string(),
+            Self::AdminApi => format!(
+                "{} — FALLBACK: this process cannot enter the nodes' network namespaces \
+                 (needs root, pid: host, cap_add NET_ADMIN + SYS_ADMIN, nft and nsenter); no packet is dropped",
+                self.describe()
+            ),
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::Nftables => "nftables in each container's network namespace",
@@ -125,6 +145,9 @@ pub struct DockerBackend {
     /// `nodes/` in the results folder: `<id>.log` is written here on teardown.
     log_dir: PathBuf,
     torn_down: AtomicBool,
+    /// Set when the harness itself runs in a container (the compose file's `test`
+    /// service): its id, and how its paths map to the host's.
+    site: Option<compose::InContainer>,
 }
 
 impl DockerBackend {
@@ -167,6 +190,10 @@ impl DockerBackend {
 impl Backend for DockerBackend {
     fn nodes(&self) -> &[NodeSpec] {
         &self.specs
+    }
+
+    fn partition_via(&self) -> Option<&'static str> {
+        Some(self.partition_via.name())
     }
 
     fn start(&self, i: usize) -> Result<(), BackendError> {
@@ -360,6 +387,13 @@ impl Backend for DockerBackend {
                 }
             }
             if let Some(net) = network {
+                if let Some(site) = &self.site {
+                    let opts = bollard::models::NetworkDisconnectRequest {
+                        container: site.container.clone(),
+                        force: Some(true),
+                    };
+                    let _ = self.docker.disconnect_network(&net, opts).await;
+                }
                 if let Err(e) = self.docker.remove_network(&net).await {
                     if !is_not_found(&e) {
                         eprintln!("faultline run: warning: removing network {net}: {e}");

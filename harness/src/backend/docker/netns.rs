@@ -86,10 +86,11 @@ pub fn preflight(compose: bool, packet_faults: bool) -> Result<(), BackendError>
     if !packet_faults {
         return Ok(());
     }
-    if compose {
-        return Err(BackendError::Unsupported(
-            "packet faults are not supported by the compose backend (a container cannot enter its siblings' \
-             network namespaces); drop `packet` from --nemesis, or use --backend docker or sandbox"
+    if compose && !(nftables_usable() && super::compose::sees_host_pids()) {
+        return Err(BackendError::Unavailable(
+            "packet faults under compose need the test service to enter the nodes' network namespaces \
+             (root, pid: host, cap_add NET_ADMIN + SYS_ADMIN, and an image with nft/nsenter/iptables from \
+             scripts/docker-image.sh, as docker-compose.yml sets up); or drop `packet` from --nemesis"
                 .into(),
         ));
     }
