@@ -576,6 +576,9 @@ impl Nemesis {
     /// `LEADER_WAIT`, then reports none known.
     async fn leadership(&self) -> scenario::Leadership {
         const LEADER_WAIT: Duration = Duration::from_secs(1);
+        if !self.cluster.has_leader() {
+            return scenario::Leadership::None;
+        }
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             if let Some(leader) = self.leader().await {

@@ -156,6 +156,7 @@ impl System for FaultlineSystem {
         Arc::new(FaultlineCluster {
             http: Arc::new(HttpClient::new(&addrs).with_secret(Some(self.secret.clone()))),
             ids: nodes.iter().map(|n| n.id.clone()).collect(),
+            leaderless: self.mode == nodes::Mode::Leaderless,
         })
     }
 }
@@ -164,6 +165,7 @@ impl System for FaultlineSystem {
 pub struct FaultlineCluster {
     http: Arc<HttpClient>,
     ids: Vec<String>,
+    leaderless: bool,
 }
 
 impl FaultlineCluster {
@@ -180,6 +182,10 @@ impl Cluster for FaultlineCluster {
 
     fn leader(&self) -> BoxFuture<'_, Option<usize>> {
         Box::pin(find_leader(&self.http, &self.ids))
+    }
+
+    fn has_leader(&self) -> bool {
+        !self.leaderless
     }
 
     fn invoke<'a>(

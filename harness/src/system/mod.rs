@@ -171,6 +171,12 @@ pub trait Cluster: Send + Sync {
     fn ready(&self, node: usize, timeout: Duration) -> BoxFuture<'_, bool>;
     /// The node the cluster says leads now, if any (a system without a leader: `None`).
     fn leader(&self) -> BoxFuture<'_, Option<usize>>;
+    /// Whether this cluster has a distinguished node at all (a leaderless protocol has
+    /// none, so a leader-targeted scenario aims at a seeded random node at once instead of
+    /// waiting for a leader that will never be named).
+    fn has_leader(&self) -> bool {
+        true
+    }
     /// Performs `op` on node `node`, classified as in `workloads::Client::invoke`.
     fn invoke<'a>(
         &'a self,
