@@ -62,6 +62,18 @@ pub trait Model: Sync {
         false
     }
 
+    /// Whether `op` either observes or overwrites: when legal, it leaves the state unchanged
+    /// (a read, a cas whose compare fails) or sets its object to a value that does not
+    /// depend on the state before (a write, a successful cas, an `ok` roll), and it
+    /// commutes with ops on other objects. If every op of a part does, the search
+    /// linearizes info ops lazily — only right before an op they make legal (Lowe,
+    /// "Testing for linearizability", 2017, §5 just-in-time linearization) — which cuts the
+    /// 2^(info ops) speculative orders. `false` (the default) keeps the eager search; an
+    /// op that is neither (kv append, an `info` roll) must say `false`.
+    fn overwrites_or_observes(&self, _op: &Op) -> bool {
+        false
+    }
+
     /// Whether two ops are independent: in every state each is legal iff it is legal after
     /// the other, and applying them in either order reaches the same state (e.g. ops on
     /// different keys of a store). Unpartitioned checks split the history into components

@@ -51,6 +51,21 @@
 //!   extend a string; a put helps only if its value starts the string read) this cuts every
 //!   order of pending appends after a wrong one.
 //!
+//! - **Lazy info ops** (Lowe, "Testing for linearizability", 2017: just-in-time
+//!   linearization), when every op of the part overwrites or observes
+//!   ([`Model::overwrites_or_observes`]: registers, cas registers, kv without appends). An
+//!   info op x is then only linearized if the op right after it is impossible in the state
+//!   before x — one x makes legal (a definite op illegal there, or another info op whose
+//!   compare needs x's value: illegal or a no-op there). Sound: in a valid order, an info op x followed by an op z legal before x
+//!   can move past z (z observes: same states; z overwrites its object: x becomes a no-op
+//!   and is dropped, or is on another object and commutes), an info op that changes nothing
+//!   is dropped, and one left at the end is dropped; this ends (info ops only move later or
+//!   vanish) in an order where every info op is followed by an op it makes legal, which the
+//!   search covers. Forced reads stay sound: a forced read after x is one x makes legal. A
+//!   node right after an info op carries that obligation, which the memo key does not
+//!   hold, so it is neither recorded nor cut; nodes after definite ops are as before.
+//!   Without this, proving a violation explores up to 2^(info ops) speculative orders.
+//!
 //! The search succeeds when every definite op is linearized. It fails when it has to
 //! backtrack past the first op: every order died at some return entry. The deepest stack
 //! seen at such a dead end is the longest linearizable prefix, and the op whose return
@@ -167,6 +182,8 @@ enum Attempt {
     /// A read that is legal only by changing the state (fixing an unknown value): not
     /// forced in phase 1.
     NotForcible,
+    /// Legal, but in lazy mode it does not use the info op just taken (legal before it too).
+    Barred,
 }
 
 struct Frame<S> {
@@ -385,6 +402,10 @@ pub struct Search<'a, M: Model> {
     /// Some op of the part can leave the state unknown ([`Model::leaves_state_unknown`]), so
     /// a legal read may change the state: reads are then also tried in phase 2.
     binding_reads: bool,
+    /// Lazy info ops (every op of the part overwrites or observes, see
+    /// [`Model::overwrites_or_observes`]): an info op is only linearized right before an op
+    /// it makes legal, which must come next (see the module docs).
+    lazy: bool,
     /// Per info op: the previous info op (in call order) identical to it — same key, same
     /// action — or NIL. Identical pending ops are interchangeable, so the search treats a
     /// class as a multiset: it takes a class's members in call order only (a member waits
@@ -489,6 +510,7 @@ impl<'a, M: Model> Search<'a, M> {
             }
         }
         let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
+        let lazy = ops.iter().all(|o| model.overwrites_or_observes(o));
         let def_words = (definite as usize).div_ceil(64);
         let info_words = (info as usize).div_ceil(64);
         Search {
@@ -497,6 +519,7 @@ impl<'a, M: Model> Search<'a, M> {
             cursor: Cursor::Reads(next[MAIN_HEAD as usize]),
             read_only: ops.iter().map(|o| o.action.is_read_only()).collect(),
             binding_reads,
+            lazy,
             class_prev,
             ops,
             entry_op,
@@ -566,7 +589,7 @@ impl<'a, M: Model> Search<'a, M> {
                             self.note_dead_end(self.entry_match[e as usize]);
                             Cursor::Backtrack
                         }
-                        Attempt::Illegal => Cursor::Reads(self.next[e as usize]),
+                        Attempt::Illegal | Attempt::Barred => Cursor::Reads(self.next[e as usize]),
                         // The node after this read was a dead end, so this node is one too.
                         Attempt::Seen => Cursor::Backtrack,
                     }
@@ -697,6 +720,19 @@ impl<'a, M: Model> Search<'a, M> {
         );
     }
 
+    /// In lazy mode, right after an info op: the state before it. The next op must be
+    /// illegal there — one the info op made legal — or the info op was not needed here.
+    fn obligation(&self) -> Option<&M::State> {
+        match self.stack.last() {
+            Some(Frame {
+                choice: Choice::Info { .. },
+                previous,
+                ..
+            }) if self.lazy => previous.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Tries to linearize the op of call entry `e` next; if taken it is lifted and pushed.
     fn try_linearize(&mut self, e: u32, choice: Choice, limits: &Limits) -> Attempt {
         let op = self.entry_op[e as usize] as usize;
@@ -710,6 +746,18 @@ impl<'a, M: Model> Search<'a, M> {
             Step::Same => &self.state,
             Step::Next(s) => s,
         };
+        if let Some(before) = self.obligation() {
+            // An info op that would change nothing before is not possible there either (it
+            // would be left out), so it too needs the info op just taken.
+            let possible_before = match self.model.step(before, self.ops[op]) {
+                Step::Illegal => false,
+                Step::Same => self.ops[op].is_definite(),
+                Step::Next(_) => true,
+            };
+            if possible_before {
+                return Attempt::Barred;
+            }
+        }
         let (definite, bit, zobrist) = (self.ops[op].is_definite(), self.bit[op], self.zobrist[op]);
         let sets = (
             &mut self.definite_set,
@@ -717,21 +765,25 @@ impl<'a, M: Model> Search<'a, M> {
             &mut self.definite_hash,
         );
         flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
-        let hash = *sets.2 ^ mix64(self.model.hash(next_state));
-        let heap = self.model.heap_bytes(next_state);
-        match self
-            .memo
-            .insert_if_new(hash, sets.0, sets.1, next_state, heap, limits)
-        {
-            Insert::New => {}
-            Insert::Seen => {
-                flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
-                return Attempt::Seen;
-            }
-            Insert::OverBudget => {
-                flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
-                self.out_of_memory = true;
-                return Attempt::Seen;
+        // In lazy mode the node after an info op carries an obligation the memo key does not
+        // hold, so it is not recorded (nor cut): only nodes after a definite op are.
+        if definite || !self.lazy {
+            let hash = *sets.2 ^ mix64(self.model.hash(next_state));
+            let heap = self.model.heap_bytes(next_state);
+            match self
+                .memo
+                .insert_if_new(hash, sets.0, sets.1, next_state, heap, limits)
+            {
+                Insert::New => {}
+                Insert::Seen => {
+                    flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+                    return Attempt::Seen;
+                }
+                Insert::OverBudget => {
+                    flip(sets.0, sets.1, sets.2, definite, bit, zobrist);
+                    self.out_of_memory = true;
+                    return Attempt::Seen;
+                }
             }
         }
         let previous = match step {

@@ -369,3 +369,136 @@ fn random_small_histories_are_a_mix_of_valid_and_invalid() {
         "info {with_info}, equal times {ties}"
     );
 }
+
+/// Register/cas ops over few values, rich in info writes and info cas (about half of the
+/// ops that change the state), so the lazy (just-in-time) linearization of info ops has
+/// chains (an info cas that needs another's value) and many violations to rule out.
+fn info_rich_op_strategy() -> impl Strategy<Value = Op> {
+    let v = || (0i64..3).prop_map(Value::Int);
+    let action = prop_oneof![
+        3 => Just(Action::Read),
+        2 => v().prop_map(Action::Write),
+        3 => (v(), v()).prop_map(|(from, to)| Action::Cas { from, to }),
+    ];
+    (action, v(), 0u64..10, 0u64..5, prop::bool::weighted(0.5)).prop_map(
+        |(action, read, call, duration, info)| {
+            let info = info && action != Action::Read;
+            let outcome = match (&action, info) {
+                (_, true) => Outcome::Unknown,
+                (Action::Read, false) => Outcome::Read(read),
+                _ => Outcome::Ok,
+            };
+            Op {
+                process: 0,
+                key: Some(0),
+                action,
+                outcome,
+                call,
+                ret: (!info).then_some(call + duration),
+                call_line: 0,
+                ret_line: None,
+            }
+        },
+    )
+}
+
+/// A cas register that never claims its ops overwrite or observe: the eager search, to
+/// compare the lazy one with on histories too large for brute force.
+struct Eager(Register);
+
+impl Model for Eager {
+    type State = <Register as Model>::State;
+    fn name(&self) -> &'static str {
+        "eager-cas-register"
+    }
+    fn init(&self) -> Self::State {
+        self.0.init()
+    }
+    fn step(&self, state: &Self::State, op: &Op) -> Step<Self::State> {
+        self.0.step(state, op)
+    }
+    fn hash(&self, state: &Self::State) -> u64 {
+        self.0.hash(state)
+    }
+    fn describe(&self, state: &Self::State) -> String {
+        self.0.describe(state)
+    }
+    fn supports(&self, action: &Action) -> bool {
+        self.0.supports(action)
+    }
+}
+
+fn search_verdict<M: Model>(model: &M, ops: &[Op]) -> bool {
+    use checker::search::{Limits, Progress, Search, SearchOutcome};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let (cancel, bytes) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let limits = Limits {
+        deadline: None,
+        cancel: &cancel,
+        memo_bytes: &bytes,
+        memo_budget: usize::MAX,
+    };
+    let mut search = Search::new(model, ops.iter().collect());
+    match search.run(u64::MAX, &limits) {
+        Progress::Finished(SearchOutcome::Linearizable) => true,
+        Progress::Finished(SearchOutcome::NotLinearizable(_)) => false,
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// The lazy search (on for cas registers: every op overwrites or observes) agrees with
+    /// trying every order, on one key and through the keyed store.
+    #[test]
+    fn lazy_info_ops_agree_with_brute_force(ops in prop::collection::vec(info_rich_op_strategy(), 1..=9)) {
+        let h = history(ops, 1);
+        let model = Register::cas(Value::Nil);
+        prop_assert!(h.ops.iter().all(|o| model.overwrites_or_observes(o)));
+        let expected = brute_force(&model, &h.ops);
+        prop_assert_eq!(search_verdict(&model, &h.ops), expected, "history={:#?}", h.ops);
+        let want = if expected { Verdict::Valid } else { Verdict::Invalid };
+        for (partition, single_search) in [(true, false), (false, true)] {
+            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let settings = Settings { single_search, ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::MultiRegister, &opts, &settings).unwrap();
+            prop_assert_eq!(got.verdict, want, "partition={} history={:#?}", partition, h.ops);
+        }
+    }
+
+    /// On larger histories (too many orders for brute force) the lazy search agrees with
+    /// the eager one.
+    #[test]
+    fn lazy_info_ops_agree_with_eager_search(ops in prop::collection::vec(info_rich_op_strategy(), 10..=16)) {
+        let h = history(ops, 1);
+        let lazy = search_verdict(&Register::cas(Value::Nil), &h.ops);
+        let eager = search_verdict(&Eager(Register::cas(Value::Nil)), &h.ops);
+        prop_assert_eq!(lazy, eager, "history={:#?}", h.ops);
+    }
+}
+
+/// The info-rich histories above are a real mix: valid and invalid, with info cas chains.
+#[test]
+fn info_rich_histories_are_a_mix_of_valid_and_invalid() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = prop::collection::vec(info_rich_op_strategy(), 1..=9);
+    let (mut valid, mut invalid, mut many_info) = (0, 0, 0);
+    let model = Register::cas(Value::Nil);
+    for _ in 0..400 {
+        let h = history(strategy.new_tree(&mut runner).unwrap().current(), 1);
+        many_info += usize::from(h.ops.iter().filter(|o| o.ret.is_none()).count() >= 3);
+        if brute_force(&model, &h.ops) {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid > 50 && invalid > 50,
+        "valid {valid}, invalid {invalid}"
+    );
+    assert!(many_info > 50, "histories with 3+ info ops: {many_info}");
+}

@@ -107,6 +107,12 @@ impl<M: Model> Model for Keyed<M> {
         self.inner.leaves_state_unknown(op)
     }
 
+    /// A step changes one key's object only, so an op that overwrites or observes its object
+    /// does so for the store, and commutes with ops on other keys.
+    fn overwrites_or_observes(&self, op: &Op) -> bool {
+        self.inner.overwrites_or_observes(op)
+    }
+
     /// The per-key array (shared by `Arc` with the search's stack, but owned by the memo
     /// once the search moves on), plus the Arc's counts.
     fn heap_bytes(&self, state: &Self::State) -> usize {

@@ -224,6 +224,12 @@ impl Model for Kv {
         matches!(action, Action::Get | Action::Put(_) | Action::Append(_))
     }
 
+    /// Gets observe and puts overwrite; an append's result depends on the string before it,
+    /// so a part with appends keeps the eager search.
+    fn overwrites_or_observes(&self, op: &Op) -> bool {
+        matches!(op.action, Action::Get | Action::Put(_))
+    }
+
     /// Appends only extend the string: a get can become legal only if the state is a prefix
     /// of what it read.
     fn may_become_legal(&self, state: &KvState, read: &Op) -> bool {

@@ -98,6 +98,17 @@ impl Model for Register {
         }
     }
 
+    /// Reads observe; writes, cas and `ok` rolls (which returned the value set) overwrite.
+    /// A roll without a value leaves the state unknown — a later read then changes it — so
+    /// it is neither.
+    fn overwrites_or_observes(&self, op: &Op) -> bool {
+        match op.action {
+            Action::Read | Action::Write(_) | Action::Cas { .. } => true,
+            Action::Roll => matches!(op.outcome, Outcome::Read(_)),
+            _ => false,
+        }
+    }
+
     fn leaves_state_unknown(&self, op: &Op) -> bool {
         op.action == Action::Roll && !op.is_definite()
     }
