@@ -312,7 +312,8 @@ async fn start_cluster(plan: &Plan, dir: &Path) -> Option<(Arc<dyn Backend>, Arc
         teardown(&backend).await;
         return None;
     }
-    if !wait_for_leader(&*cluster, LEADER_WITHIN).await {
+    // A leaderless cluster never names a leader: waiting for one would only cost time.
+    if cluster.has_leader() && !wait_for_leader(&*cluster, LEADER_WITHIN).await {
         eprintln!("faultline run: warning: no node named a leader within 10 s; starting anyway");
     }
     Some((backend, cluster))
