@@ -17,8 +17,9 @@
 //! - `divergent` (invalid, exit 1): the report names the applied index, the first
 //!   differing key and each replica's value of it (`checker::convergence::Convergence`).
 //! - unknown: fewer than two replicas could be compared (unreadable, or each at its own
-//!   index), or the run was cut short before the nodes settled — never a pass.
-//! - skipped: the system has no replica-state endpoint (`ControlError::Unsupported`);
+//!   index), or the states were never read in a whole run — never a pass.
+//! - skipped: the system has no replica-state endpoint (`ControlError::Unsupported`), or
+//!   the run was cut short before the replicas settled (its exit code says so);
 //!   said explicitly, and left out of the run's combined verdict.
 
 use std::time::{Duration, Instant};
@@ -190,11 +191,22 @@ pub fn judge(gathered: &Gathered, interrupted: Option<&str>) -> CheckOutcome {
             return o;
         }
         Gathered::Nothing => {
-            let why = match interrupted {
-                Some(why) => format!("replica states were not read: the run was cut short ({why})"),
-                None => "replica states were not read".to_string(),
+            // A run cut short never healed and settled, so its replicas were never due to
+            // agree: convergence does not apply (the run's exit code already says "cut
+            // short", never a pass). Not reading them in a whole run is a failure.
+            let Some(why) = interrupted else {
+                return CheckOutcome::failed(NAME, "replica states were not read".to_string());
             };
-            return CheckOutcome::failed(NAME, why);
+            let reason =
+                format!("skipped: the run was cut short before the replicas settled ({why})");
+            let mut o = CheckOutcome::new(
+                NAME,
+                Verdict::Valid,
+                serde_json::json!({ "verdict": "skipped", "skipped": reason }),
+                reason.clone(),
+            );
+            o.skipped = Some(reason);
+            return o;
         }
         Gathered::Reports {
             reports,
@@ -343,8 +355,14 @@ mod tests {
             .starts_with("skipped: system has no state endpoint"));
         assert_eq!(o.report["verdict"], "skipped");
         let o = judge(&Gathered::Nothing, Some("SIGINT received"));
+        assert!(
+            o.skipped.as_deref().unwrap().contains("cut short"),
+            "{}",
+            o.text
+        );
+        let o = judge(&Gathered::Nothing, None);
         assert_eq!(o.verdict, Verdict::Unknown);
-        assert!(o.text.contains("cut short"), "{}", o.text);
+        assert!(o.skipped.is_none());
     }
 
     #[test]
