@@ -74,9 +74,19 @@ fn passive_with_rolls_is_linearizable_and_converged() {
 
 #[test]
 fn active_with_rolls_is_divergent_naming_key_and_replicas() {
+    rolls_diverge_naming_key_and_replicas("active");
+}
+
+/// The leaderless mode executes every request on every replica too: the same lesson.
+#[test]
+fn leaderless_with_rolls_is_divergent_naming_key_and_replicas() {
+    rolls_diverge_naming_key_and_replicas("leaderless");
+}
+
+fn rolls_diverge_naming_key_and_replicas(mode: &str) {
     let _guard = lock();
     let store = tempfile::tempdir().unwrap();
-    let (out, results, dir) = roll_run(store.path(), &["--mode", "active"]);
+    let (out, results, dir) = roll_run(store.path(), &["--mode", mode]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(results["verdict"], "invalid", "{:#}", results["checkers"]);
     assert_eq!(
@@ -111,9 +121,18 @@ fn active_with_rolls_is_divergent_naming_key_and_replicas() {
 
 #[test]
 fn active_with_deterministic_roll_converges() {
+    deterministic_roll_converges("active");
+}
+
+#[test]
+fn leaderless_with_deterministic_roll_converges() {
+    deterministic_roll_converges("leaderless");
+}
+
+fn deterministic_roll_converges(mode: &str) {
     let _guard = lock();
     let store = tempfile::tempdir().unwrap();
-    let (out, results, dir) = roll_run(store.path(), &["--mode", "active", "--deterministic-roll"]);
+    let (out, results, dir) = roll_run(store.path(), &["--mode", mode, "--deterministic-roll"]);
     assert_eq!(
         results["convergence"], "converged",
         "{:#}",
