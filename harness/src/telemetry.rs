@@ -297,9 +297,13 @@ pub fn cost_between(samples: &[Sample], from_s: f64, to_s: f64) -> BTreeMap<Stri
             .iter()
             .filter(with)
             .filter(|s| t(s) <= from_s)
-            .last()
+            .next_back()
             .or_else(|| list.iter().find(|s| t(s) > from_s && s.msgs_sent.is_some()));
-        let last = list.iter().filter(with).filter(|s| t(s) <= to_s).last();
+        let last = list
+            .iter()
+            .filter(with)
+            .filter(|s| t(s) <= to_s)
+            .next_back();
         let (Some(a), Some(b)) = (first, last) else {
             continue;
         };
@@ -307,12 +311,12 @@ pub fn cost_between(samples: &[Sample], from_s: f64, to_s: f64) -> BTreeMap<Stri
         let cpu_first = list
             .iter()
             .filter(|s| t(s) <= from_s && s.cpu_s.is_some())
-            .last()
+            .next_back()
             .and_then(|s| cpu(s));
         let cpu_last = list
             .iter()
             .filter(|s| t(s) <= to_s && s.cpu_s.is_some())
-            .last()
+            .next_back()
             .and_then(|s| cpu(s));
         out.insert(
             node.to_string(),

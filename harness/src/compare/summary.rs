@@ -578,7 +578,7 @@ impl Comparison {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "# faultline compare — {}\n\n{} nodes, {} clients at {} ops/s, {} faults of {:.2} s per run (healthy gaps as long), seeds {:?}, backend {:?}. Cells: median (min–max) over {} — gap/recovery/latency/availability per fault window (cycles × seeds), cost per run before the first fault. `[k n/a]`: k windows where the figure does not exist (e.g. throughput never back to 90 % within the window).\n",
+            "# faultline compare — {}\n\n{} nodes, {} clients at {} ops/s, {} faults of {:.2} s per run (healthy gaps as long), seeds {:?}, backend {:?}. Cells: median (min–max) over cycles × seeds — gap/recovery/latency/availability per fault window (cycles × seeds), cost per run before the first fault. `[k n/a]`: k windows where the figure does not exist (e.g. throughput never back to 90 % within the window).\n",
             self.started_at,
             self.plan.nodes,
             self.plan.concurrency,
@@ -586,8 +586,7 @@ impl Comparison {
             self.plan.cycles,
             self.plan.interval_s,
             self.plan.seeds,
-            self.plan.backend,
-            "cycles × seeds"
+            self.plan.backend
         );
         let header = self.header();
         let _ = writeln!(md, "| {} |", header.join(" | "));
