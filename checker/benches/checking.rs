@@ -323,33 +323,6 @@ fn time_jsonl(name: &str, text: &str, runs: usize) {
     );
 }
 
-/// K never-completed writes of 1, K of 2, then `reads` alternating reads of 1 and 2.
-fn pending_writes(k: usize, reads: usize) -> String {
-    let mut out = String::new();
-    let mut t = 0;
-    for i in 0..2 * k {
-        t += 1;
-        let v = if i < k { 1 } else { 2 };
-        out += &format!(
-            "{{\"type\":\"invoke\",\"process\":{i},\"f\":\"write\",\"value\":{v},\"time\":{t}}}\n"
-        );
-    }
-    let p = 2 * k;
-    for r in 0..reads {
-        let v = if r % 2 == 0 { 1 } else { 2 };
-        out += &format!(
-            "{{\"type\":\"invoke\",\"process\":{p},\"f\":\"read\",\"value\":null,\"time\":{}}}\n",
-            t + 1
-        );
-        out += &format!(
-            "{{\"type\":\"ok\",\"process\":{p},\"f\":\"read\",\"value\":{v},\"time\":{}}}\n",
-            t + 2
-        );
-        t += 2;
-    }
-    out
-}
-
 fn identical_pending_ops() {
     for k in [10, 50, 200] {
         time_jsonl(
@@ -357,7 +330,7 @@ fn identical_pending_ops() {
                 "K={k} pending writes of 1 and of 2, {} alternating reads",
                 2 * k + 1
             ),
-            &pending_writes(k, 2 * k + 1),
+            &checker::simulate::pending_writes_history(k, 2 * k + 1),
             5,
         );
     }

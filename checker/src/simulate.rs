@@ -283,3 +283,33 @@ impl Simulation {
         timed.into_iter().map(|(.., e)| e).collect()
     }
 }
+
+/// K never-completed writes of 1, K of 2, then 2K+1 alternating reads of 1 and 2: the
+/// reads need K+1 writes of 1. Identical pending ops are one class (a multiset), so this
+/// takes a few dozen steps; before, K=10 ran out of a 60 s budget. (Timings: the `checking` benchmark; tests in `tests/issue9.rs`.)
+/// Native JSONL, one event a line.
+pub fn pending_writes_history(k: usize, reads: usize) -> String {
+    let mut out = String::new();
+    let mut t = 0;
+    for i in 0..2 * k {
+        t += 1;
+        let v = if i < k { 1 } else { 2 };
+        out += &format!(
+            "{{\"type\":\"invoke\",\"process\":{i},\"f\":\"write\",\"value\":{v},\"time\":{t}}}\n"
+        );
+    }
+    let p = 2 * k;
+    for r in 0..reads {
+        let v = if r % 2 == 0 { 1 } else { 2 };
+        out += &format!(
+            "{{\"type\":\"invoke\",\"process\":{p},\"f\":\"read\",\"value\":null,\"time\":{}}}\n",
+            t + 1
+        );
+        out += &format!(
+            "{{\"type\":\"ok\",\"process\":{p},\"f\":\"read\",\"value\":{v},\"time\":{}}}\n",
+            t + 2
+        );
+        t += 2;
+    }
+    out
+}
