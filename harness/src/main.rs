@@ -66,9 +66,11 @@ fn main() {
                 "faultline: {} (see --help)",
                 first.trim_start_matches("error: ")
             );
+            harness::backend::docker::leave_compose_network();
             std::process::exit(EXIT_USAGE);
         }
     };
+    let in_compose = matches!(cli.command, Command::Run(_) | Command::Campaign(_));
     let code = match cli.command {
         Command::Run(args) => harness::run(args),
         Command::Check(mut args) => {
@@ -79,5 +81,10 @@ fn main() {
         Command::Compare(args) => harness::compare::run(args),
         Command::Campaign(args) => harness::campaign::run(args),
     };
+    if in_compose {
+        // Inside docker-compose.yml's test service: leave and remove the project's
+        // network on every way out (a no-op elsewhere).
+        harness::backend::docker::leave_compose_network();
+    }
     std::process::exit(code);
 }

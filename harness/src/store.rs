@@ -103,7 +103,11 @@ pub fn shown(store: &Path, path: &Path) -> PathBuf {
 }
 
 fn owner() -> Option<(u32, u32)> {
-    if let Ok(v) = std::env::var(OWNER_ENV) {
+    // Empty counts as unset: the compose file passes `${FAULTLINE_OWNER:-}` through.
+    if let Some(v) = std::env::var(OWNER_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
         let (u, g) = v.split_once(':').unwrap_or((&v, &v));
         return Some((u.trim().parse().ok()?, g.trim().parse().ok()?));
     }

@@ -51,8 +51,11 @@ pub struct Sample {
 }
 
 /// Sums of the counters in a Prometheus text page of a faultline node.
-fn parse_metrics(text: &str) -> (u64, u64, u64) {
+/// `None` when the text has none of faultline's counters (another system's `/metrics`,
+/// e.g. etcd's): its cost is unknown, not zero.
+fn parse_metrics(text: &str) -> Option<(u64, u64, u64)> {
     let (mut sent, mut received, mut requests) = (0, 0, 0);
+    let mut ours = false;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name_labels, value)) = line.rsplit_once(' ') else {
             continue;
@@ -62,16 +65,18 @@ fn parse_metrics(text: &str) -> (u64, u64, u64) {
         };
         let value = value as u64;
         if name_labels.starts_with("faultline_peer_messages_total") {
+            ours = true;
             if name_labels.contains("direction=\"sent\"") {
                 sent += value;
             } else if name_labels.contains("direction=\"received\"") {
                 received += value;
             }
         } else if name_labels.starts_with("faultline_client_requests_total") {
+            ours = true;
             requests += value;
         }
     }
-    (sent, received, requests)
+    ours.then_some((sent, received, requests))
 }
 
 /// CPU seconds of this process's child running `faultline node --id <id>`, by pid as
@@ -159,7 +164,7 @@ async fn sample_node(
         status.is_some(),
         field("leader"),
         field("role"),
-        metrics.map(|m| parse_metrics(&m)),
+        metrics.and_then(|m| parse_metrics(&m)),
     )
 }
 
@@ -360,7 +365,8 @@ faultline_peer_messages_total{node=\"n1\",peer=\"n3\",type=\"append\",direction=
 faultline_peer_messages_total{node=\"n1\",peer=\"n2\",type=\"append_reply\",direction=\"received\"} 800\n\
 faultline_client_requests_total{node=\"n1\",op=\"put\",outcome=\"ok\"} 377\n\
 faultline_term{node=\"n1\",mode=\"passive\",role=\"leader\"} 3\n";
-        assert_eq!(parse_metrics(text), (820, 800, 377));
+        assert_eq!(parse_metrics(text), Some((820, 800, 377)));
+        assert_eq!(parse_metrics("etcd_server_has_leader 1\n"), None);
     }
 
     #[test]

@@ -57,6 +57,23 @@ fn assert_valid_run(mode: &str, nemesis: &str) {
             .all(|w| !w["description"].as_str().unwrap_or("").contains("failed")),
         "a fault failed to apply: {windows:#?}"
     );
+    // A partition is packets really dropped: the kernel's counters on the cut rules,
+    // read just before each heal, add up to more than nothing.
+    if nemesis == "partition" {
+        let dropped: u64 = windows
+            .iter()
+            .filter_map(|w| w["ended"].as_str())
+            .filter_map(|e| {
+                e.split("dropped ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        assert!(dropped > 0, "no packet counted as dropped: {windows:#?}");
+    }
     // Clients got work done and the results folder is complete.
     assert!(
         results["ops"]["ok"].as_u64().unwrap() > 50,

@@ -125,6 +125,16 @@ pub struct LaunchSpec {
     pub seed: u64,
 }
 
+/// The sum of every `counter packets N` in an `nft list` listing.
+pub fn nft_counted_packets(listing: &str) -> u64 {
+    let words: Vec<&str> = listing.split_whitespace().collect();
+    words
+        .windows(3)
+        .filter(|w| w[0] == "counter" && w[1] == "packets")
+        .filter_map(|w| w[2].parse::<u64>().ok())
+        .sum()
+}
+
 pub trait Backend: Send + Sync {
     fn nodes(&self) -> &[NodeSpec];
     /// Starts node `i` (again, after a kill), keeping its data directory.
@@ -140,6 +150,13 @@ pub trait Backend: Send + Sync {
     /// How partitions reach the nodes (`nftables`, `admin-api`, ...), for results.json
     /// (`partition_via`); `None` when the backend has one route only.
     fn partition_via(&self) -> Option<&'static str> {
+        None
+    }
+    /// Packets the partition in force has dropped so far, counted by the kernel (nft
+    /// `counter` on every cut rule) — the proof that a partition is real packets lost, not
+    /// a promise. `None` where the backend has no such count (the admin-API route) or no
+    /// rule could be read. A node killed during the cut loses its rules' counts.
+    fn partition_drops(&self) -> Option<u64> {
         None
     }
     /// Removes every partition rule at once; see `partition`.

@@ -194,7 +194,7 @@ impl Backend for SandboxBackend {
         for (dst, srcs) in grudge.iter() {
             for src in srcs {
                 rules.push_str(&format!(
-                    "    ip saddr {} ip daddr {} drop\n",
+                    "    ip saddr {} ip daddr {} counter drop\n",
                     self.nets[*src].addr, self.nets[*dst].addr
                 ));
             }
@@ -205,6 +205,12 @@ impl Backend for SandboxBackend {
         Ok(network::nft(&format!(
             "table ip faultline\ndelete table ip faultline\ntable ip faultline {{\n  chain cut {{\n    type filter hook forward priority -10; policy accept;\n{rules}  }}\n}}\n"
         ))?)
+    }
+
+    fn partition_drops(&self) -> Option<u64> {
+        network::nft_list("ip", "faultline")
+            .ok()
+            .map(|l| super::nft_counted_packets(&l))
     }
 
     fn heal(&self) -> Result<(), BackendError> {

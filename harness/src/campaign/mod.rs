@@ -242,7 +242,11 @@ fn run_campaign(args: CampaignArgs) -> Result<i32, String> {
         interrupted: outcome.interrupted,
         cells: outcome.records,
     };
-    write_outputs(&s, &out)?;
+    let written = write_outputs(&s, &out);
+    // Inside the compose file's test service the campaign runs as root; its files go to
+    // the user who ran compose (as each cell's run does with its own folder).
+    crate::store::hand_over(&out);
+    written?;
     print_end(&s, &out);
     Ok(s.exit_code)
 }

@@ -1,6 +1,11 @@
-//! `faultline compare`: replication modes side by side under the same faults.
+//! `faultline compare`: replication modes — and other systems — side by side under the
+//! same faults.
 //!
-//! For every scenario (one fault aimed at one role, `nemesis::scenario`), seed and mode it
+//! A column of the comparison is a (system, mode) pair, [`Column`]: `--modes
+//! passive,active` is shorthand for `--systems faultline:passive,faultline:active`, and
+//! `--systems faultline:passive,etcd` puts etcd's failure-time latency beside passive
+//! mode's. For every scenario (one fault aimed at one role, `nemesis::scenario`), seed and
+//! column it
 //! runs `faultline run` as a child process (this same executable, so the one run pipeline
 //! does the work: cluster, clients, nemesis, checker, results folder), with the same seed
 //! — hence the same op sequence per worker and the same fault times — in every mode.
@@ -28,17 +33,30 @@ use clap::Args;
 
 use crate::cli::{BackendKind, Mode};
 use crate::nemesis::scenario::Scenario;
+use crate::system::etcd::ReadConsistency;
+use crate::system::SystemKind;
 use crate::EXIT_ERROR;
 
-/// Compare replication modes under role-targeted faults.
+/// Compare replication modes (and systems) under role-targeted faults.
 #[derive(Debug, Clone, Args)]
 #[command(
     after_help = "Exit status: 0 every run valid, 1 a run invalid, 2 a run unknown, 3 or more: error (bad usage, a run that did not finish)."
 )]
 pub struct CompareArgs {
-    /// Replication modes to compare, comma-separated.
-    #[arg(long, value_name = "LIST", default_value = "passive,active")]
-    pub modes: String,
+    /// Replication modes of faultline's nodes to compare, comma-separated [default:
+    /// passive,active]; shorthand for `--systems faultline:M1,faultline:M2`.
+    #[arg(long, value_name = "LIST", conflicts_with = "systems")]
+    pub modes: Option<String>,
+
+    /// Columns to compare, comma-separated, each a system and its setting:
+    /// `faultline:MODE` (e.g. faultline:passive), `etcd` (linearizable reads) or
+    /// `etcd:serializable`. E.g. `--systems faultline:passive,etcd`.
+    #[arg(long, value_name = "LIST")]
+    pub systems: Option<String>,
+
+    /// The etcd binary for `etcd` columns (as `faultline run --etcd-bin`).
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
 
     /// Scenarios, comma-separated: leader-kill, leader-pause, leader-isolate, leader-slow,
     /// follower-kill, follower-pause, follower-isolate, follower-slow, minority-partition;
@@ -85,10 +103,87 @@ pub struct CompareArgs {
     pub backend: BackendKind,
 }
 
+/// One column of a comparison: a system under test and its setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name in every table, chart and run name: the mode for faultline's
+    /// nodes (`passive`), `etcd` or `etcd-serializable` for etcd.
+    pub label: String,
+    /// `faultline run --system`.
+    pub system: SystemKind,
+    /// `--mode` (faultline) or `--read-consistency` (etcd).
+    pub setting: String,
+}
+
+impl Column {
+    /// Parses one `--systems` item: `faultline:MODE`, `etcd` or `etcd:CONSISTENCY`.
+    pub fn parse(item: &str) -> Result<Self, String> {
+        let (system, setting) = match item.split_once(':') {
+            Some((s, v)) => (s.trim(), Some(v.trim())),
+            None => (item.trim(), None),
+        };
+        match system {
+            "faultline" => {
+                let m = setting.ok_or_else(|| {
+                    format!("--systems: `{item}`: name the mode, e.g. faultline:passive")
+                })?;
+                Self::faultline(m).map_err(|e| format!("--systems: {e}"))
+            }
+            "etcd" => {
+                let c = setting.unwrap_or("linearizable");
+                let consistency = <ReadConsistency as clap::ValueEnum>::from_str(c, false)
+                    .map_err(|_| {
+                        format!("--systems: `{item}`: etcd reads are linearizable or serializable, not `{c}`")
+                    })?;
+                Ok(Self {
+                    label: match consistency {
+                        ReadConsistency::Linearizable => "etcd".into(),
+                        ReadConsistency::Serializable => "etcd-serializable".into(),
+                    },
+                    system: SystemKind::Etcd,
+                    setting: consistency.name().into(),
+                })
+            }
+            other => Err(format!(
+                "--systems: unknown system `{other}` in `{item}` (faultline:MODE, etcd, etcd:serializable)"
+            )),
+        }
+    }
+
+    /// faultline's nodes in mode `m`, labelled by the mode alone.
+    pub fn faultline(m: &str) -> Result<Self, String> {
+        let mode = <Mode as clap::ValueEnum>::from_str(m, false)
+            .map_err(|_| format!("unknown mode `{m}`"))?;
+        Ok(Self {
+            label: mode.name().to_string(),
+            system: SystemKind::Faultline,
+            setting: mode.name().to_string(),
+        })
+    }
+
+    /// The `faultline run` flags that select this column's system.
+    fn run_args(&self, etcd_bin: Option<&Path>) -> Vec<String> {
+        let mut a = vec!["--system".to_string(), self.system.name().to_string()];
+        match self.system {
+            SystemKind::Faultline => a.extend(["--mode".into(), self.setting.clone()]),
+            SystemKind::Etcd => {
+                a.extend(["--read-consistency".into(), self.setting.clone()]);
+                if let Some(bin) = etcd_bin {
+                    a.extend(["--etcd-bin".into(), bin.display().to_string()]);
+                }
+            }
+        }
+        a
+    }
+}
+
 /// The validated comparison.
 #[derive(Debug, Clone)]
 pub struct ComparePlan {
+    /// The columns' labels, in order (`columns[i].label`).
     pub modes: Vec<String>,
+    pub columns: Vec<Column>,
+    pub etcd_bin: Option<PathBuf>,
     pub scenarios: Vec<Scenario>,
     pub seeds: Vec<u64>,
     pub cycles: usize,
@@ -131,23 +226,41 @@ pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
 
 impl ComparePlan {
     pub fn from_args(args: CompareArgs) -> Result<Self, String> {
-        let mut modes = Vec::new();
-        for m in args
-            .modes
-            .split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-        {
-            let mode = <Mode as clap::ValueEnum>::from_str(m, false)
-                .map_err(|_| format!("--modes: unknown mode `{m}`"))?;
-            let name = mode.name().to_string();
-            if !modes.contains(&name) {
-                modes.push(name);
+        let mut columns: Vec<Column> = Vec::new();
+        let (flag, list) = match (&args.systems, &args.modes) {
+            (Some(_), Some(_)) => {
+                return Err("--modes and --systems both name the columns; use one (e.g. --systems faultline:passive,etcd)".into())
+            }
+            (Some(s), None) => ("--systems", s.clone()),
+            (None, Some(m)) => ("--modes", m.clone()),
+            (None, None) => ("--modes", "passive,active".to_string()),
+        };
+        for item in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let column = if flag == "--systems" {
+                Column::parse(item)?
+            } else {
+                Column::faultline(item).map_err(|e| format!("--modes: {e}"))?
+            };
+            if !columns.iter().any(|c| c.label == column.label) {
+                columns.push(column);
             }
         }
-        if modes.is_empty() {
-            return Err("--modes: name at least one mode".into());
+        if columns.is_empty() {
+            return Err(format!("{flag}: name at least one column"));
         }
+        let has_etcd = columns.iter().any(|c| c.system == SystemKind::Etcd);
+        if args.etcd_bin.is_some() && !has_etcd {
+            return Err("--etcd-bin: no etcd column (add etcd to --systems)".into());
+        }
+        if has_etcd {
+            let bin = args
+                .etcd_bin
+                .clone()
+                .unwrap_or_else(crate::system::etcd::default_bin);
+            crate::system::etcd::EtcdSystem::new(&bin, ReadConsistency::Linearizable)
+                .map_err(|e| format!("--systems etcd: {e}"))?;
+        }
+        let modes: Vec<String> = columns.iter().map(|c| c.label.clone()).collect();
         let mut scenarios = Vec::new();
         for s in args
             .scenarios
@@ -206,6 +319,8 @@ impl ComparePlan {
         }
         Ok(Self {
             modes,
+            columns,
+            etcd_bin: args.etcd_bin,
             scenarios,
             seeds: parse_seeds(&args.seeds)?,
             cycles: args.cycles,
@@ -223,7 +338,10 @@ impl ComparePlan {
 /// One child run and what became of it.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// The column's label (`Column::label`).
     pub mode: String,
+    /// The column's system (`faultline`, `etcd`).
+    pub system: &'static str,
     pub scenario: Scenario,
     pub seed: u64,
     pub name: String,
@@ -270,15 +388,17 @@ fn run_one(
     exe: &Path,
     plan: &ComparePlan,
     runs: &Path,
-    mode: &str,
+    column: &Column,
     scenario: Scenario,
     seed: u64,
 ) -> RunOutcome {
+    let mode = column.label.as_str();
     let name = format!("{mode}-{}-seed{seed}", scenario.name());
     let started = Instant::now();
     let log_path = runs.join(format!("{name}.log"));
     let mut outcome = RunOutcome {
         mode: mode.to_string(),
+        system: column.system.name(),
         scenario,
         seed,
         name: name.clone(),
@@ -298,7 +418,7 @@ fn run_one(
     let err_log = log.try_clone();
     let mut cmd = Command::new(exe);
     cmd.arg("run")
-        .args(["--mode", mode])
+        .args(column.run_args(plan.etcd_bin.as_deref()))
         .args(["--nemesis", scenario.name()])
         .args(["--nemesis-interval", &format!("{}", plan.interval_s)])
         .args(["--fault-cycles", &plan.cycles.to_string()])
@@ -401,8 +521,9 @@ pub fn run(args: CompareArgs) -> i32 {
     }
     let total = plan.scenarios.len() * plan.seeds.len() * plan.modes.len();
     eprintln!(
-        "faultline compare: {} modes × {} scenarios × {} seeds = {total} runs of {:.1} s ({} faults of {:.2} s each); results in {}",
+        "faultline compare: {} columns ({}) × {} scenarios × {} seeds = {total} runs of {:.1} s ({} faults of {:.2} s each); results in {}",
         plan.modes.len(),
+        plan.modes.join(", "),
         plan.scenarios.len(),
         plan.seeds.len(),
         plan.time_limit_s,
@@ -413,8 +534,8 @@ pub fn run(args: CompareArgs) -> i32 {
     let mut outcomes = Vec::with_capacity(total);
     for &scenario in &plan.scenarios {
         for &seed in &plan.seeds {
-            for mode in &plan.modes {
-                let o = run_one(&exe, &plan, &runs, mode, scenario, seed);
+            for column in &plan.columns {
+                let o = run_one(&exe, &plan, &runs, column, scenario, seed);
                 eprintln!(
                     "  [{}/{total}] {:<8} {:<20} seed {:<4} {:<8} {:.1} s{}",
                     outcomes.len() + 1,
@@ -468,5 +589,45 @@ mod tests {
         assert!(parse_seeds("9..7").is_err());
         assert!(parse_seeds("x").unwrap_err().contains("--seeds"));
         assert!(parse_seeds("0").is_err());
+    }
+
+    #[test]
+    fn columns_parse() {
+        let c = Column::parse("faultline:passive").unwrap();
+        assert_eq!(
+            (c.label.as_str(), c.system),
+            ("passive", SystemKind::Faultline)
+        );
+        assert_eq!(
+            c.run_args(None),
+            ["--system", "faultline", "--mode", "passive"]
+        );
+        let e = Column::parse("etcd").unwrap();
+        assert_eq!((e.label.as_str(), e.system), ("etcd", SystemKind::Etcd));
+        assert_eq!(
+            e.run_args(Some(Path::new("/x/etcd"))),
+            [
+                "--system",
+                "etcd",
+                "--read-consistency",
+                "linearizable",
+                "--etcd-bin",
+                "/x/etcd"
+            ]
+        );
+        assert_eq!(
+            Column::parse("etcd:serializable").unwrap().label,
+            "etcd-serializable"
+        );
+        assert!(Column::parse("faultline")
+            .unwrap_err()
+            .contains("faultline:passive"));
+        assert!(Column::parse("etcd:stale").unwrap_err().contains("`stale`"));
+        assert!(Column::parse("zookeeper")
+            .unwrap_err()
+            .contains("unknown system `zookeeper`"));
+        assert!(Column::parse("faultline:fast")
+            .unwrap_err()
+            .contains("unknown mode `fast`"));
     }
 }

@@ -356,6 +356,7 @@ impl Comparison {
             .map(|o| {
                 serde_json::json!({
                     "mode": o.mode,
+                    "system": o.system,
                     "scenario": o.scenario.name(),
                     "seed": o.seed,
                     "name": o.name,
@@ -637,6 +638,11 @@ impl Comparison {
             "started_at": self.started_at,
             "settings": {
                 "modes": self.plan.modes,
+                "columns": self.plan.columns.iter().map(|c| serde_json::json!({
+                    "label": c.label,
+                    "system": c.system.name(),
+                    "setting": c.setting,
+                })).collect::<Vec<_>>(),
                 "scenarios": self.plan.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>(),
                 "seeds": self.plan.seeds,
                 "cycles": self.plan.cycles,

@@ -487,11 +487,20 @@ impl Nemesis {
         };
         let (f, value, result) = match active {
             Active::KilledApart(nodes) => return self.restart_apart(nodes).await,
-            Active::Partition => (
-                "stop-partition",
-                "heal".to_string(),
-                self.blocking(|b| b.heal()).await,
-            ),
+            Active::Partition => {
+                // Read the kernel's count of packets the cut dropped before the heal
+                // deletes the rules: the record shows the partition was real.
+                let dropped = self
+                    .blocking(|b| Ok(b.partition_drops()))
+                    .await
+                    .ok()
+                    .flatten();
+                let value = match dropped {
+                    Some(n) => format!("heal (the cut dropped {n} packets)"),
+                    None => "heal".to_string(),
+                };
+                ("stop-partition", value, self.blocking(|b| b.heal()).await)
+            }
             Active::Killed(nodes) => (
                 "restart",
                 self.names(&nodes),

@@ -44,6 +44,10 @@ pub struct Window {
     pub description: String,
     pub start_s: f64,
     pub end_s: f64,
+    /// What the fault's undoing reported (`heal (the cut dropped 812 packets)`); empty
+    /// when the run ended with the fault in force.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ended: String,
 }
 
 #[derive(Debug, Default)]
@@ -198,12 +202,13 @@ impl Analysis {
                         open_windows.retain(|(f, _, _)| f != fault);
                         open_windows.push((fault.to_string(), description, t));
                     } else if let Some(i) = open_windows.iter().position(|(f, _, _)| f == fault) {
-                        let (fault, description, start_s) = open_windows.remove(i);
+                        let (fault, start_description, start_s) = open_windows.remove(i);
                         analysis.windows.push(Window {
                             fault,
-                            description,
+                            description: start_description,
                             start_s,
                             end_s: t,
+                            ended: description,
                         });
                     }
                 }
@@ -217,6 +222,7 @@ impl Analysis {
                 description,
                 start_s,
                 end_s: analysis.end_s,
+                ended: String::new(),
             });
         }
         analysis

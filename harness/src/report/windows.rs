@@ -451,6 +451,7 @@ mod tests {
             description: description.into(),
             start_s: s,
             end_s: e,
+            ended: String::new(),
         }
     }
 

@@ -166,6 +166,11 @@ pub fn nft(script: &str) -> Result<(), NetworkError> {
     run_tool(None, "nft", &["-f", "-"], Some(script)).map(drop)
 }
 
+/// `nft list table FAMILY NAME` in the sandbox root namespace (rules with their counters).
+pub fn nft_list(family: &str, name: &str) -> Result<String, NetworkError> {
+    tool_output(None, "nft", &["list", "table", family, name])
+}
+
 /// Runs `iptables-nft ARGS` in the sandbox root namespace. (nft itself cannot queue
 /// packets on this kernel — no `nft_queue` — but the xtables NFQUEUE target works.)
 pub fn iptables(args: &[&str]) -> Result<(), NetworkError> {

@@ -138,6 +138,62 @@ impl DockerBackend {
     }
 }
 
+/// Set by docker-compose.yml's test service: on its way out the harness leaves the
+/// project's own network and removes it (see [`leave_compose_network`]).
+pub const LEAVE_NETWORK_ENV: &str = "FAULTLINE_LEAVE_COMPOSE_NETWORK";
+
+/// Disconnects this container (the compose file's test service) from its compose
+/// project's networks and removes each one no other container uses, so a finished —
+/// or refused, or failed — `docker compose run --rm test` leaves no network until
+/// `down` (compose makes it again on the next run). Best effort and silent: a network
+/// another run of the project still uses stays, for that run to remove. A no-op outside
+/// the test service (no [`LEAVE_NETWORK_ENV`], no container the daemon knows).
+pub fn leave_compose_network() {
+    if std::env::var_os(LEAVE_NETWORK_ENV).is_none_or(|v| v.is_empty()) {
+        return;
+    }
+    let Ok(rt) = own_runtime() else { return };
+    block_on(&rt, async {
+        let Ok(docker) = connect().await else { return };
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let Ok(me) = docker.inspect_container(host.trim(), None).await else {
+            return;
+        };
+        let label = "com.docker.compose.project";
+        let Some(project) = me
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(label).cloned())
+        else {
+            return;
+        };
+        let id = me.id.clone().unwrap_or_default();
+        let networks: Vec<String> = me
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        for net in networks {
+            let Ok(info) = docker.inspect_network(&net, None).await else {
+                continue;
+            };
+            if info.labels.as_ref().and_then(|l| l.get(label)) != Some(&project) {
+                continue;
+            }
+            let req = bollard::models::NetworkDisconnectRequest {
+                container: id.clone(),
+                force: Some(true),
+            };
+            if docker.disconnect_network(&net, req).await.is_ok() {
+                // Refused while another container of the project is attached: it stays.
+                let _ = docker.remove_network(&net).await;
+            }
+        }
+    });
+    rt.shutdown_background();
+}
+
 pub(super) fn admin_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

@@ -92,6 +92,7 @@ impl DockerBackend {
             seed,
             run_id: run_id.clone(),
             packet: Mutex::new(Vec::new()),
+            cut: Mutex::new(None),
             partition_via: if nftables_usable() {
                 PartitionVia::Nftables
             } else {

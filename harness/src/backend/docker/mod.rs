@@ -68,6 +68,7 @@ use crate::fault::{Grudge, PacketFault};
 use engine::{api_error, block_on, is_not_found};
 use netns::{steer_rule, PacketState};
 
+pub use compose::{leave_compose_network, LEAVE_NETWORK_ENV};
 pub use netns::preflight;
 
 /// The image the containers run (override with `FAULTLINE_IMAGE`).
@@ -142,6 +143,9 @@ pub struct DockerBackend {
     seed: u64,
     /// The packet fault in force, per faulted node.
     packet: Mutex<Vec<PacketState>>,
+    /// The partition in force (nftables route): a container started again gets a new
+    /// network namespace, without the rules, so `start` puts its side of the cut back.
+    cut: Mutex<Option<Grudge>>,
     /// `nodes/` in the results folder: `<id>.log` is written here on teardown.
     log_dir: PathBuf,
     torn_down: AtomicBool,
@@ -187,6 +191,26 @@ impl DockerBackend {
     }
 }
 
+impl DockerBackend {
+    /// Node `i`'s side of `grudge`: an input chain dropping (and counting) packets from
+    /// every peer it holds a grudge against. Delete-and-recreate in one transaction, as in
+    /// the sandbox: the new partition replaces the old one atomically, per node.
+    fn cut_script(&self, i: usize, grudge: &Grudge) -> String {
+        let mut rules = String::new();
+        for (dst, srcs) in grudge.iter().filter(|(d, _)| **d == i) {
+            for src in srcs {
+                rules.push_str(&format!(
+                    "    ip saddr {} ip daddr {} counter drop\n",
+                    self.nodes[*src].addr, self.nodes[*dst].addr
+                ));
+            }
+        }
+        format!(
+            "table inet faultline\ndelete table inet faultline\ntable inet faultline {{\n  chain cut {{\n    type filter hook input priority -10; policy accept;\n{rules}  }}\n}}\n"
+        )
+    }
+}
+
 impl Backend for DockerBackend {
     fn nodes(&self) -> &[NodeSpec] {
         &self.specs
@@ -203,7 +227,16 @@ impl Backend for DockerBackend {
         }
         let name = &self.nodes[i].container;
         self.block(self.docker.start_container(name, None))
-            .map_err(|e| api_error(&format!("starting {}", self.specs[i].id), e))
+            .map_err(|e| api_error(&format!("starting {}", self.specs[i].id), e))?;
+        // A killed majority restarted apart must come back cut off on its own side too
+        // (the sandbox's rules live outside the nodes and need no such step). The node's
+        // first milliseconds run before the rules are in; its peers' rules drop its
+        // packets meanwhile.
+        let cut = self.cut.lock().unwrap().clone();
+        match (self.partition_via, cut) {
+            (PartitionVia::Nftables, Some(grudge)) => self.nft_in(i, &self.cut_script(i, &grudge)),
+            _ => Ok(()),
+        }
     }
 
     fn kill(&self, i: usize) -> Result<(), BackendError> {
@@ -256,24 +289,9 @@ impl Backend for DockerBackend {
     fn partition(&self, grudge: &Grudge) -> Result<(), BackendError> {
         match self.partition_via {
             PartitionVia::Nftables => {
+                *self.cut.lock().unwrap() = Some(grudge.clone());
                 for i in 0..self.nodes.len() {
-                    let mut rules = String::new();
-                    for (dst, srcs) in grudge.iter().filter(|(d, _)| **d == i) {
-                        for src in srcs {
-                            rules.push_str(&format!(
-                                "    ip saddr {} ip daddr {} drop\n",
-                                self.nodes[*src].addr, self.nodes[*dst].addr
-                            ));
-                        }
-                    }
-                    // Delete-and-recreate in one transaction, as in the sandbox: the new
-                    // partition replaces the old one atomically, per node.
-                    self.nft_in(
-                        i,
-                        &format!(
-                            "table inet faultline\ndelete table inet faultline\ntable inet faultline {{\n  chain cut {{\n    type filter hook input priority -10; policy accept;\n{rules}  }}\n}}\n"
-                        ),
-                    )?;
+                    self.nft_in(i, &self.cut_script(i, grudge))?;
                 }
                 Ok(())
             }
@@ -293,7 +311,26 @@ impl Backend for DockerBackend {
         }
     }
 
+    fn partition_drops(&self) -> Option<u64> {
+        if self.partition_via != PartitionVia::Nftables {
+            return None;
+        }
+        let mut total = None;
+        for i in 0..self.nodes.len() {
+            let Ok((true, _, pid)) = self.state(i) else {
+                continue;
+            };
+            if let Ok(listing) =
+                self.output_in_netns(i, pid, "nft", &["list", "table", "inet", "faultline"], None)
+            {
+                *total.get_or_insert(0) += crate::backend::nft_counted_packets(&listing);
+            }
+        }
+        total
+    }
+
     fn heal(&self) -> Result<(), BackendError> {
+        *self.cut.lock().unwrap() = None;
         let mut first_err = None;
         for i in 0..self.nodes.len() {
             let result = match self.partition_via {

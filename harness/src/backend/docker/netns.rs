@@ -124,6 +124,18 @@ impl DockerBackend {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Result<(), BackendError> {
+        self.output_in_netns(i, pid, tool, args, stdin).map(drop)
+    }
+
+    /// `run_in_netns`, returning what the tool printed.
+    pub(super) fn output_in_netns(
+        &self,
+        i: usize,
+        pid: i64,
+        tool: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, BackendError> {
         let id = &self.specs[i].id;
         let mut child = Command::new(find_tool("nsenter").unwrap_or_else(|| "nsenter".into()))
             .args(["-t", &pid.to_string(), "-n", "--"])
@@ -134,7 +146,7 @@ impl DockerBackend {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("running nsenter/{tool} for {id}: {e}"))?;
@@ -147,7 +159,7 @@ impl DockerBackend {
             .wait_with_output()
             .map_err(|e| format!("{tool} for {id}: {e}"))?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
                 "{tool} in {id}'s namespace failed: {}",
