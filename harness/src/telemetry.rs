@@ -297,31 +297,22 @@ pub fn cost_between(samples: &[Sample], from_s: f64, to_s: f64) -> BTreeMap<Stri
     let mut out = BTreeMap::new();
     for (node, list) in by_node {
         let t = |s: &Sample| s.time as f64 / 1e9;
-        let with = |s: &&&Sample| s.msgs_sent.is_some();
         let first = list
             .iter()
-            .filter(with)
-            .filter(|s| t(s) <= from_s)
-            .next_back()
+            .rfind(|s| s.msgs_sent.is_some() && t(s) <= from_s)
             .or_else(|| list.iter().find(|s| t(s) > from_s && s.msgs_sent.is_some()));
-        let last = list
-            .iter()
-            .filter(with)
-            .filter(|s| t(s) <= to_s)
-            .next_back();
+        let last = list.iter().rfind(|s| s.msgs_sent.is_some() && t(s) <= to_s);
         let (Some(a), Some(b)) = (first, last) else {
             continue;
         };
         let cpu = |s: &Sample| s.cpu_s;
         let cpu_first = list
             .iter()
-            .filter(|s| t(s) <= from_s && s.cpu_s.is_some())
-            .next_back()
+            .rfind(|s| t(s) <= from_s && s.cpu_s.is_some())
             .and_then(|s| cpu(s));
         let cpu_last = list
             .iter()
-            .filter(|s| t(s) <= to_s && s.cpu_s.is_some())
-            .next_back()
+            .rfind(|s| t(s) <= to_s && s.cpu_s.is_some())
             .and_then(|s| cpu(s));
         out.insert(
             node.to_string(),

@@ -176,7 +176,7 @@ fn bars_svg(
 ) -> Result<String, String> {
     let k = series.len().max(1) as f64;
     let top = (0..groups.len())
-        .flat_map(|g| (0..series.len()).filter_map(move |s| Some((g, s))))
+        .flat_map(|g| (0..series.len()).map(move |s| (g, s)))
         .filter_map(|(g, s)| value(g, s))
         .map(|v| v.max)
         .fold(0.0f64, f64::max)
