@@ -239,15 +239,21 @@ impl Backend for SandboxBackend {
 
     fn teardown(&self) {
         let mut procs = self.procs.lock().unwrap();
+        let grace = self.launch.system.stop_grace();
         for child in procs.iter_mut().flatten() {
+            let signal = if grace.is_zero() {
+                libc::SIGKILL
+            } else {
+                libc::SIGTERM
+            };
             // SAFETY: our own unreaped children. SIGCONT first so a paused node can die
             // of SIGTERM.
             unsafe {
                 libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(child.id() as libc::pid_t, signal);
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + grace;
         for slot in procs.iter_mut() {
             if let Some(mut child) = slot.take() {
                 while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {

@@ -133,6 +133,11 @@ pub trait System: Send + Sync + Debug {
     fn checkers(&self) -> Vec<Box<dyn crate::checkers::Checker>> {
         Vec::new()
     }
+    /// How long teardown waits after SIGTERM before SIGKILL; zero sends SIGKILL at once
+    /// (the history is complete by then, and a crash-safe system's data survives it).
+    fn stop_grace(&self) -> Duration {
+        Duration::from_secs(2)
+    }
     /// A handle on the running cluster whose nodes are `nodes`.
     fn connect(&self, nodes: &[NodeSpec]) -> Arc<dyn Cluster>;
 }
