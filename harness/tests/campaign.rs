@@ -6,7 +6,6 @@
 //! undecided` -> unknown, `--mode broken` -> exit 3 with an error line, else valid.
 //! `campaign_smoke.rs` runs real clusters.
 
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,6 @@
 //! index.html (every link resolving to a file) are checked. `.ci/run` runs the larger
 //! campaigns/smoke.toml the same way.
 
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;
