@@ -385,6 +385,11 @@ pub fn build_system(
             )));
         }
     }
+    if args.system == SystemKind::Etcd && args.backend == crate::backend::BackendKind::Compose {
+        return Err(SystemError::Unsupported(
+            "--system etcd with --backend compose: the compose file's nodes run faultline's image, which has no etcd binary; use --backend docker (it bind-mounts --etcd-bin into each container) or sandbox".into(),
+        ));
+    }
     match args.system {
         SystemKind::Etcd => {
             let bin = args.etcd_bin.clone().unwrap_or_else(etcd::default_bin);

@@ -102,6 +102,10 @@ fn etcd_refusals_are_one_line() {
         (vec!["--etcd-bin", "/usr/bin/etcd"], "--system etcd"),
         (vec!["--system", "etcd", "--workload", "bank"], "bank"),
         (vec!["--system", "etcd", "--nemesis", "clock"], "clock"),
+        (
+            vec!["--system", "etcd", "--backend", "compose"],
+            "--backend docker",
+        ),
     ] {
         let started = Instant::now();
         let out = faultline()
