@@ -301,6 +301,11 @@ pub struct Tempo {
     sent: BTreeMap<NodeId, u64>,
     acked: BTreeMap<NodeId, u64>,
     last_heard: BTreeMap<NodeId, u64>,
+    /// Per peer: the tick of the oldest message we sent it after its last sign of life
+    /// (a message from it, or its stream reply to one of ours). A peer is *suspected*
+    /// once that is [`Tempo::suspect_after`] ticks old, or at once when a message to it
+    /// certainly never arrived (connection refused, link cut).
+    awaiting: BTreeMap<NodeId, u64>,
     pull_due: u64,
 
     out: BTreeMap<NodeId, Outbox>,
@@ -362,6 +367,7 @@ impl Tempo {
             sent: BTreeMap::new(),
             acked: BTreeMap::new(),
             last_heard: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
             pull_due: 0,
             out: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -436,6 +442,40 @@ impl Tempo {
         self.now + self.rng.random_range(lo..=hi)
     }
 
+    /// Ticks a peer may leave our messages unanswered before we suspect it: half a
+    /// heartbeat, at least 2 (20–30 ms with the defaults). A wrong suspicion costs only
+    /// work (a recovery of a command that was not stuck is safe, and a fast quorum without
+    /// that peer is as good); a late one stalls execution at every replica.
+    fn suspect_after(&self) -> u64 {
+        (self.timing.heartbeat / 2).max(2)
+    }
+
+    fn suspected(&self, peer: &str) -> bool {
+        self.awaiting
+            .get(peer)
+            .is_some_and(|&t| self.now >= t + self.suspect_after())
+    }
+
+    /// A sign of life from `peer`.
+    fn alive(&mut self, peer: &str) {
+        self.last_heard.insert(peer.to_string(), self.now);
+        self.awaiting.remove(peer);
+    }
+
+    /// Is `c` waiting on a suspected process? Its coordinator (for us, a member), or a
+    /// fast-quorum member that has not answered (for us, its coordinator).
+    fn waits_on_suspect(&self, c: &Cmd) -> bool {
+        if c.req.id.node == self.id {
+            c.committed.is_none()
+                && c.drive.is_none()
+                && c.quorum
+                    .iter()
+                    .any(|q| *q != self.id && !c.fast_acks.contains_key(q) && self.suspected(q))
+        } else {
+            self.suspected(&c.req.id.node)
+        }
+    }
+
     fn heard_within(&self, peer: &str, ticks: u64) -> bool {
         self.last_heard
             .get(peer)
@@ -451,7 +491,8 @@ impl Tempo {
             .iter()
             .map(|p| {
                 let idx = self.members.iter().position(|m| m == p).unwrap();
-                let alive = self.heard_within(p, 3 * self.timing.heartbeat.max(1));
+                let alive =
+                    !self.suspected(p) && self.heard_within(p, 3 * self.timing.heartbeat.max(1));
                 (!alive, (idx + n - self.me) % n, p)
             })
             .collect();
@@ -915,7 +956,9 @@ impl Tempo {
         let mine = self.frontier().min(self.durable_clock);
         for peer in self.peers.clone() {
             let base = self.sent.get(&peer).copied().unwrap_or(0);
-            if mine <= base {
+            // A suspected peer gets only the keep-alive until it answers: shipping to a
+            // dead peer would re-serialize up to MAX_SHIP commits on every batch.
+            if mine <= base || self.suspected(&peer) {
                 continue;
             }
             let mut upto = mine;
@@ -1076,10 +1119,15 @@ impl Machine for Tempo {
                 }
             }
         }
+        // A command waiting on a process we suspect is recovered at once (the first time;
+        // later attempts back off as usual), not after the full timeout.
         let due: Vec<Dot> = self
             .uncommitted
             .iter()
-            .filter(|d| self.cmds[*d].deadline <= self.now)
+            .filter(|d| {
+                let c = &self.cmds[*d];
+                c.deadline <= self.now || (c.attempts == 0 && self.waits_on_suspect(c))
+            })
             .cloned()
             .collect();
         for d in due {
@@ -1091,7 +1139,7 @@ impl Machine for Tempo {
         if !self.peers.iter().any(|p| p == from) {
             return None;
         }
-        self.last_heard.insert(from.to_string(), self.now);
+        self.alive(from);
         match msg {
             TempoMsg::Propose { cmds } => cmds.into_iter().for_each(|p| self.on_propose(from, p)),
             TempoMsg::ProposeAck { acks } => acks
@@ -1127,6 +1175,21 @@ impl Machine for Tempo {
         // Whatever we shipped past the acknowledged frontier may be lost: ship it again.
         let acked = self.acked.get(peer).copied().unwrap_or(0);
         self.sent.insert(peer.to_string(), acked);
+    }
+
+    fn undelivered(&mut self, peer: &str, _kind: TempoKind, definite: bool) {
+        self.unreachable(peer);
+        if definite {
+            // Refused or cut off: no need to wait to know it is not answering.
+            let since = self.now.saturating_sub(self.suspect_after());
+            self.awaiting.insert(peer.to_string(), since);
+        }
+    }
+
+    fn delivered(&mut self, peer: &str) {
+        if self.peers.iter().any(|p| p == peer) {
+            self.alive(peer);
+        }
     }
 
     fn client(&mut self, req: Request) -> Result<(), Rejection> {
@@ -1201,8 +1264,12 @@ impl Machine for Tempo {
         });
         let mut messages = Vec::new();
         for (peer, ob) in self.out.iter_mut() {
+            let before = messages.len();
             for m in ob.drain() {
                 messages.push((peer.clone(), m));
+            }
+            if messages.len() > before && !self.awaiting.contains_key(peer) {
+                self.awaiting.insert(peer.clone(), self.now);
             }
         }
         Ready {
