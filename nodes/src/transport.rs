@@ -383,9 +383,25 @@ async fn run_stream(
     reader.abort();
 }
 
+/// Longest wait for a TCP connection to a peer. The handshake is the kernel's work, done in
+/// well under a millisecond between the nodes' namespaces even on a busy machine; a SYN
+/// that gets no answer was dropped (a cut link), and Linux resends it only after 1 s. So a
+/// stream opened during a partition would otherwise hold every message queued on it for
+/// the whole message timeout after the heal; with a short connect timeout the next
+/// attempt goes out at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Connects and asks the peer's HTTP server to switch the connection to frames.
 async fn open_stream(addr: &str, me: &str, secret: Option<&str>) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr).await?;
+    let mut s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(s) => s?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{addr}: connect timed out after {CONNECT_TIMEOUT:?}"),
+            ))
+        }
+    };
     s.set_nodelay(true)?;
     let secret = secret.map_or(String::new(), |s| {
         format!("{}: {s}\r\n", crate::http::SECRET_HEADER)

@@ -462,17 +462,26 @@ impl Tempo {
         self.awaiting.remove(peer);
     }
 
-    /// Is `c` waiting on a suspected process? Its coordinator (for us, a member), or a
-    /// fast-quorum member that has not answered (for us, its coordinator).
-    fn waits_on_suspect(&self, c: &Cmd) -> bool {
-        if c.req.id.node == self.id {
-            c.committed.is_none()
-                && c.drive.is_none()
-                && c.quorum
-                    .iter()
-                    .any(|q| *q != self.id && !c.fast_acks.contains_key(q) && self.suspected(q))
+    /// Should `c` be recovered now rather than at its timeout? Only while no ballot has
+    /// touched it (nobody is recovering it yet: two eager recoverers would only preempt
+    /// each other), and when it waits on a suspected process: for its coordinator, a
+    /// fast-quorum member that has not answered; for anyone else, the coordinator — and
+    /// then only the first process in member order that is neither the coordinator nor
+    /// suspected goes at once (the others keep their timeout as a fallback).
+    fn expedite(&self, c: &Cmd) -> bool {
+        if c.attempts > 0 || c.bal != 0 || c.seen_bal != 0 || c.drive.is_some() {
+            return false;
+        }
+        let coord = &c.req.id.node;
+        if *coord == self.id {
+            c.quorum
+                .iter()
+                .any(|q| *q != self.id && !c.fast_acks.contains_key(q) && self.suspected(q))
         } else {
-            self.suspected(&c.req.id.node)
+            self.suspected(coord)
+                && self.members[..self.me]
+                    .iter()
+                    .all(|m| m == coord || self.suspected(m))
         }
     }
 
@@ -1119,14 +1128,14 @@ impl Machine for Tempo {
                 }
             }
         }
-        // A command waiting on a process we suspect is recovered at once (the first time;
-        // later attempts back off as usual), not after the full timeout.
+        // A command waiting on a process we suspect is recovered at once (see `expedite`),
+        // not after the full timeout.
         let due: Vec<Dot> = self
             .uncommitted
             .iter()
             .filter(|d| {
                 let c = &self.cmds[*d];
-                c.deadline <= self.now || (c.attempts == 0 && self.waits_on_suspect(c))
+                c.deadline <= self.now || self.expedite(c)
             })
             .cloned()
             .collect();
