@@ -306,6 +306,8 @@ pub struct Tempo {
     /// once that is [`Tempo::suspect_after`] ticks old, or at once when a message to it
     /// certainly never arrived (connection refused, link cut).
     awaiting: BTreeMap<NodeId, u64>,
+    /// A suspected peer answered since the last tick: retry stuck commands soon.
+    revived: bool,
     pull_due: u64,
 
     out: BTreeMap<NodeId, Outbox>,
@@ -368,6 +370,7 @@ impl Tempo {
             acked: BTreeMap::new(),
             last_heard: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            revived: false,
             pull_due: 0,
             out: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -459,6 +462,7 @@ impl Tempo {
     /// A sign of life from `peer`.
     fn alive(&mut self, peer: &str) {
         self.last_heard.insert(peer.to_string(), self.now);
+        self.revived |= self.suspected(peer);
         self.awaiting.remove(peer);
     }
 
@@ -1125,6 +1129,21 @@ impl Machine for Tempo {
                 let slot = &mut self.out(&peer).votes_ack;
                 if slot.is_none() {
                     *slot = Some((have, false));
+                }
+            }
+        }
+        if std::mem::take(&mut self.revived) {
+            // A peer is back (a heal, a restart, a resumed process). Recoveries that failed
+            // while we lacked a quorum have backed off exponentially, up to seconds; their
+            // commands keep our frontier down (and so, once another process fails, the
+            // stability of everything after them): retry them now, backoff reset.
+            let h = self.timing.heartbeat.max(1);
+            for d in self.uncommitted.clone() {
+                let soon = self.now + self.rng.random_range(1..=h);
+                let c = self.cmds.get_mut(&d).unwrap();
+                if c.attempts > 0 {
+                    c.attempts = 0;
+                    c.deadline = c.deadline.min(soon);
                 }
             }
         }
