@@ -879,11 +879,18 @@ impl Tempo {
                 max_quorum
             };
         }
-        if c.bal == ballot {
-            c.abal = ballot;
-            c.ats = ts;
-            self.dirty.insert(d.clone());
+        if c.bal != ballot {
+            // We promised a higher ballot while collecting these promises: our own accept
+            // at this ballot may no longer count (that ballot's recoverer chose its value
+            // from our promise, which did not include this one). Counting it anyway broke
+            // agreement in the chaos test once recoveries overlapped more often. Leave the
+            // command to the higher ballot; our timer retries above it.
+            c.drive = None;
+            return;
         }
+        c.abal = ballot;
+        c.ats = ts;
+        self.dirty.insert(d.clone());
         c.drive = Some(Drive::Accept {
             ballot,
             ts,
