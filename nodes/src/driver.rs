@@ -213,7 +213,7 @@ impl<M: Machine> Driver<M> {
                 Ok(Some(msg)) => {
                     let _ = self.machine.step(&to, msg);
                 }
-                Ok(None) => {}
+                Ok(None) => self.machine.delivered(&to),
                 Err(failure) => {
                     tracing::debug!(peer = %to, ?failure, "message not delivered");
                     let definite =

@@ -117,6 +117,11 @@ pub trait Machine: Send + 'static {
         let _ = (kind, definite);
         self.unreachable(peer);
     }
+    /// A message to `peer` was delivered and the peer's node loop answered it (a sign of
+    /// life). Protocols with a failure detector override it.
+    fn delivered(&mut self, peer: &str) {
+        let _ = peer;
+    }
     /// A client request taken by this node.
     fn client(&mut self, req: Request) -> Result<(), Rejection>;
     /// A client request another node forwarded here: taken only if this node can order

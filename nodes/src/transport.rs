@@ -97,6 +97,8 @@ type Waiter = oneshot::Sender<Result<Vec<u8>, SendFailure>>;
 struct Conn {
     out: mpsc::UnboundedSender<(u64, Vec<u8>)>,
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
+    /// Tells the stream's writer to stop (and so close the socket) once it is dead.
+    closed: tokio::sync::Notify,
 }
 
 impl Conn {
@@ -135,6 +137,7 @@ impl Conn {
         for (_, w) in waiters.into_iter().flatten() {
             let _ = w.send(Err(failure()));
         }
+        self.closed.notify_one();
     }
 
     fn is_dead(&self) -> bool {
@@ -249,6 +252,7 @@ impl Transport {
         let conn = Arc::new(Conn {
             out,
             pending: Mutex::new(Some(HashMap::new())),
+            closed: tokio::sync::Notify::new(),
         });
         conns.insert(to.to_string(), conn.clone());
         tokio::spawn(run_stream(
@@ -366,7 +370,18 @@ async fn run_stream(
         reader_conn.fail_all(|| SendFailure::NoReply("stream to peer lost".into()));
     });
     let mut buf = Vec::new();
-    while let Some((id, body)) = out.recv().await {
+    loop {
+        // A stream given up (timeout, isolation) must close its socket: if it stayed open,
+        // the kernel would deliver what it still holds once the link is back — up to a
+        // second after the heal (TCP's retransmission backoff), messages the protocol
+        // already counted as lost.
+        let (id, body) = tokio::select! {
+            m = out.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = conn.closed.notified() => break,
+        };
         buf.clear();
         encode_frame(&mut buf, id, TAG_REQUEST, &body);
         while buf.len() < MAX_WRITE {
@@ -383,10 +398,28 @@ async fn run_stream(
     reader.abort();
 }
 
+/// Longest wait for a TCP connection to a peer. The handshake is the kernel's work, done in
+/// well under a millisecond between the nodes' namespaces even on a busy machine; a SYN
+/// that gets no answer was dropped (a cut link), and Linux resends it only after 1 s. So a
+/// stream opened during a partition would otherwise hold every message queued on it for
+/// the whole message timeout after the heal; with a short connect timeout the next
+/// attempt goes out at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Connects and asks the peer's HTTP server to switch the connection to frames.
 async fn open_stream(addr: &str, me: &str, secret: Option<&str>) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr).await?;
+    let mut s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(s) => s?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{addr}: connect timed out after {CONNECT_TIMEOUT:?}"),
+            ))
+        }
+    };
     s.set_nodelay(true)?;
+    // Closing discards unsent data (RST) instead of delivering it late (see run_stream).
+    s.set_zero_linger()?;
     let secret = secret.map_or(String::new(), |s| {
         format!("{}: {s}\r\n", crate::http::SECRET_HEADER)
     });

@@ -276,11 +276,19 @@ impl Chaos {
                         let lost = !settling && rng.random_range(0..100) < self.loss_pct;
                         if down[&to] || blocked || lost {
                             if !down[&from] {
-                                nodes.get_mut(&from).unwrap().unreachable(&to);
+                                // A crashed node refuses connections: certainly undelivered.
+                                let kind = Tempo::kind(&msg);
+                                nodes
+                                    .get_mut(&from)
+                                    .unwrap()
+                                    .undelivered(&to, kind, down[&to]);
                             }
                         } else {
                             let reply = nodes.get_mut(&to).unwrap().step(&from, msg);
                             assert!(reply.is_none(), "leaderless messages are one-way");
+                            if !down[&from] {
+                                nodes.get_mut(&from).unwrap().delivered(&to);
+                            }
                         }
                     }
                 }

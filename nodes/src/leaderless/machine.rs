@@ -301,6 +301,13 @@ pub struct Tempo {
     sent: BTreeMap<NodeId, u64>,
     acked: BTreeMap<NodeId, u64>,
     last_heard: BTreeMap<NodeId, u64>,
+    /// Per peer: the tick of the oldest message we sent it after its last sign of life
+    /// (a message from it, or its stream reply to one of ours). A peer is *suspected*
+    /// once that is [`Tempo::suspect_after`] ticks old, or at once when a message to it
+    /// certainly never arrived (connection refused, link cut).
+    awaiting: BTreeMap<NodeId, u64>,
+    /// A suspected peer answered since the last tick: retry stuck commands soon.
+    revived: bool,
     pull_due: u64,
 
     out: BTreeMap<NodeId, Outbox>,
@@ -362,6 +369,8 @@ impl Tempo {
             sent: BTreeMap::new(),
             acked: BTreeMap::new(),
             last_heard: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            revived: false,
             pull_due: 0,
             out: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -436,6 +445,50 @@ impl Tempo {
         self.now + self.rng.random_range(lo..=hi)
     }
 
+    /// Ticks a peer may leave our messages unanswered before we suspect it: half a
+    /// heartbeat, at least 2 (20–30 ms with the defaults). A wrong suspicion costs only
+    /// work (a recovery of a command that was not stuck is safe, and a fast quorum without
+    /// that peer is as good); a late one stalls execution at every replica.
+    fn suspect_after(&self) -> u64 {
+        (self.timing.heartbeat / 2).max(2)
+    }
+
+    fn suspected(&self, peer: &str) -> bool {
+        self.awaiting
+            .get(peer)
+            .is_some_and(|&t| self.now >= t + self.suspect_after())
+    }
+
+    /// A sign of life from `peer`.
+    fn alive(&mut self, peer: &str) {
+        self.last_heard.insert(peer.to_string(), self.now);
+        self.revived |= self.suspected(peer);
+        self.awaiting.remove(peer);
+    }
+
+    /// Should `c` be recovered now rather than at its timeout? Only while no ballot has
+    /// touched it (nobody is recovering it yet: two eager recoverers would only preempt
+    /// each other), and when it waits on a suspected process: for its coordinator, a
+    /// fast-quorum member that has not answered; for anyone else, the coordinator — and
+    /// then only the first process in member order that is neither the coordinator nor
+    /// suspected goes at once (the others keep their timeout as a fallback).
+    fn expedite(&self, c: &Cmd) -> bool {
+        if c.attempts > 0 || c.bal != 0 || c.seen_bal != 0 || c.drive.is_some() {
+            return false;
+        }
+        let coord = &c.req.id.node;
+        if *coord == self.id {
+            c.quorum
+                .iter()
+                .any(|q| *q != self.id && !c.fast_acks.contains_key(q) && self.suspected(q))
+        } else {
+            self.suspected(coord)
+                && self.members[..self.me]
+                    .iter()
+                    .all(|m| m == coord || self.suspected(m))
+        }
+    }
+
     fn heard_within(&self, peer: &str, ticks: u64) -> bool {
         self.last_heard
             .get(peer)
@@ -451,7 +504,8 @@ impl Tempo {
             .iter()
             .map(|p| {
                 let idx = self.members.iter().position(|m| m == p).unwrap();
-                let alive = self.heard_within(p, 3 * self.timing.heartbeat.max(1));
+                let alive =
+                    !self.suspected(p) && self.heard_within(p, 3 * self.timing.heartbeat.max(1));
                 (!alive, (idx + n - self.me) % n, p)
             })
             .collect();
@@ -825,11 +879,18 @@ impl Tempo {
                 max_quorum
             };
         }
-        if c.bal == ballot {
-            c.abal = ballot;
-            c.ats = ts;
-            self.dirty.insert(d.clone());
+        if c.bal != ballot {
+            // We promised a higher ballot while collecting these promises: our own accept
+            // at this ballot may no longer count (that ballot's recoverer chose its value
+            // from our promise, which did not include this one). Counting it anyway broke
+            // agreement in the chaos test once recoveries overlapped more often. Leave the
+            // command to the higher ballot; our timer retries above it.
+            c.drive = None;
+            return;
         }
+        c.abal = ballot;
+        c.ats = ts;
+        self.dirty.insert(d.clone());
         c.drive = Some(Drive::Accept {
             ballot,
             ts,
@@ -915,7 +976,9 @@ impl Tempo {
         let mine = self.frontier().min(self.durable_clock);
         for peer in self.peers.clone() {
             let base = self.sent.get(&peer).copied().unwrap_or(0);
-            if mine <= base {
+            // A suspected peer gets only the keep-alive until it answers: shipping to a
+            // dead peer would re-serialize up to MAX_SHIP commits on every batch.
+            if mine <= base || self.suspected(&peer) {
                 continue;
             }
             let mut upto = mine;
@@ -1076,10 +1139,30 @@ impl Machine for Tempo {
                 }
             }
         }
+        if std::mem::take(&mut self.revived) {
+            // A peer is back (a heal, a restart, a resumed process). Recoveries that failed
+            // while we lacked a quorum have backed off exponentially, up to seconds; their
+            // commands keep our frontier down (and so, once another process fails, the
+            // stability of everything after them): retry them now, backoff reset.
+            let h = self.timing.heartbeat.max(1);
+            for d in self.uncommitted.clone() {
+                let soon = self.now + self.rng.random_range(1..=h);
+                let c = self.cmds.get_mut(&d).unwrap();
+                if c.attempts > 0 {
+                    c.attempts = 0;
+                    c.deadline = c.deadline.min(soon);
+                }
+            }
+        }
+        // A command waiting on a process we suspect is recovered at once (see `expedite`),
+        // not after the full timeout.
         let due: Vec<Dot> = self
             .uncommitted
             .iter()
-            .filter(|d| self.cmds[*d].deadline <= self.now)
+            .filter(|d| {
+                let c = &self.cmds[*d];
+                c.deadline <= self.now || self.expedite(c)
+            })
             .cloned()
             .collect();
         for d in due {
@@ -1091,7 +1174,7 @@ impl Machine for Tempo {
         if !self.peers.iter().any(|p| p == from) {
             return None;
         }
-        self.last_heard.insert(from.to_string(), self.now);
+        self.alive(from);
         match msg {
             TempoMsg::Propose { cmds } => cmds.into_iter().for_each(|p| self.on_propose(from, p)),
             TempoMsg::ProposeAck { acks } => acks
@@ -1127,6 +1210,21 @@ impl Machine for Tempo {
         // Whatever we shipped past the acknowledged frontier may be lost: ship it again.
         let acked = self.acked.get(peer).copied().unwrap_or(0);
         self.sent.insert(peer.to_string(), acked);
+    }
+
+    fn undelivered(&mut self, peer: &str, _kind: TempoKind, definite: bool) {
+        self.unreachable(peer);
+        if definite {
+            // Refused or cut off: no need to wait to know it is not answering.
+            let since = self.now.saturating_sub(self.suspect_after());
+            self.awaiting.insert(peer.to_string(), since);
+        }
+    }
+
+    fn delivered(&mut self, peer: &str) {
+        if self.peers.iter().any(|p| p == peer) {
+            self.alive(peer);
+        }
     }
 
     fn client(&mut self, req: Request) -> Result<(), Rejection> {
@@ -1201,8 +1299,12 @@ impl Machine for Tempo {
         });
         let mut messages = Vec::new();
         for (peer, ob) in self.out.iter_mut() {
+            let before = messages.len();
             for m in ob.drain() {
                 messages.push((peer.clone(), m));
+            }
+            if messages.len() > before && !self.awaiting.contains_key(peer) {
+                self.awaiting.insert(peer.clone(), self.now);
             }
         }
         Ready {
