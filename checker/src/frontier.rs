@@ -70,7 +70,7 @@ struct Configs<S> {
     /// Last trace node of each configuration.
     trace: Vec<u32>,
     /// Lazy info ops: right after an info op, the state before it (the next op must be one
-    /// it made possible); `None` otherwise. Part of the key.
+    /// it made possible, maybe one called later); `None` otherwise. Part of the key.
     before: Vec<Option<S>>,
     /// Dominated (or replaced by its forced form) after being stored.
     dead: Vec<bool>,
@@ -81,10 +81,13 @@ struct Configs<S> {
     heap: usize,
     words: usize,
     classes: usize,
+    /// The relaxation: one configuration per (state, bitset, debt), whose counts are the
+    /// least of all that reached it (see [`Frontier::relaxed`]).
+    relaxed: bool,
 }
 
 impl<S: Clone + Eq> Configs<S> {
-    fn new(words: usize, classes: usize) -> Self {
+    fn new(words: usize, classes: usize, relaxed: bool) -> Self {
         Configs {
             states: Vec::new(),
             lin: Vec::new(),
@@ -97,6 +100,7 @@ impl<S: Clone + Eq> Configs<S> {
             heap: 0,
             words,
             classes,
+            relaxed,
         }
     }
 
@@ -149,7 +153,30 @@ impl<S: Clone + Eq> Configs<S> {
                 })
                 .map(|&(_, k)| k)
         };
-        if let Some(head) = head {
+        let merged: Vec<u32>;
+        let mut used = used;
+        if let (Some(head), true) = (head, self.relaxed) {
+            // One configuration per key: the counts become the least of both. If that
+            // lowers none, nothing is new; else the old one is replaced (to be expanded
+            // again with more info ops available).
+            let mut k = head;
+            while self.dead[k as usize] {
+                k = self.same_next[k as usize];
+                if k == NIL {
+                    break;
+                }
+            }
+            if k != NIL {
+                let ku = k as usize;
+                let other = &self.used[ku * c..(ku + 1) * c];
+                if other.iter().zip(used).all(|(o, n)| o <= n) {
+                    return false;
+                }
+                merged = other.iter().zip(used).map(|(o, n)| *o.min(n)).collect();
+                used = &merged[..];
+                self.dead[ku] = true;
+            }
+        } else if let Some(head) = head {
             let mut k = head;
             while k != NIL {
                 let ku = k as usize;
@@ -228,10 +255,33 @@ pub struct Frontier<'a, M: Model> {
     peak: usize,
     deepest: usize,
     linearized_returns: usize,
+    inconclusive: bool,
 }
 
 impl<'a, M: Model> Frontier<'a, M> {
+    /// The exact search.
     pub fn new(model: &'a M, ops: Vec<&'a Op>) -> Self {
+        Self::with(model, ops, false)
+    }
+
+    /// The relaxation: configurations that differ only in their info counts are merged
+    /// into one with the least count of each class. It allows every order the exact search
+    /// allows (and maybe more: a member may be used twice), so when its set empties the
+    /// part is *not linearizable* — a definite answer. When it reaches the end it answers
+    /// *linearizable* only if one of the final configurations' traces uses no op twice (a
+    /// real linearization); else it is inconclusive ([`Frontier::inconclusive`]). Its
+    /// frontier holds one configuration per (state, bitset): bounded by states × subsets
+    /// of open ops, whatever the info ops.
+    pub fn relaxed(model: &'a M, ops: Vec<&'a Op>) -> Self {
+        Self::with(model, ops, true)
+    }
+
+    /// The relaxation reached the end but found no real linearization among its traces.
+    pub fn inconclusive(&self) -> bool {
+        self.inconclusive
+    }
+
+    fn with(model: &'a M, ops: Vec<&'a Op>, relaxed: bool) -> Self {
         let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(ops.len() * 2);
         for (i, op) in ops.iter().enumerate() {
             events.push((op.call, false, i as u32));
@@ -295,11 +345,19 @@ impl<'a, M: Model> Frontier<'a, M> {
         }
         let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
         let lazy = ops.iter().all(|o| model.overwrites_or_observes(o));
-        let mut set = Configs::new(words, classes);
+        let mut set = Configs::new(words, classes, relaxed);
         let init = model.init();
         let hash = mix64(model.hash(&init));
         let heap = model.heap_bytes(&init);
-        set.insert(hash, init, None, &vec![0; words], &vec![0; classes], NIL, heap);
+        set.insert(
+            hash,
+            init,
+            None,
+            &vec![0; words],
+            &vec![0; classes],
+            NIL,
+            heap,
+        );
         Frontier {
             model,
             events,
@@ -325,6 +383,7 @@ impl<'a, M: Model> Frontier<'a, M> {
             peak: 1,
             deepest: 0,
             linearized_returns: 0,
+            inconclusive: false,
             ops,
         }
     }
@@ -407,6 +466,13 @@ impl<'a, M: Model> Frontier<'a, M> {
             }
             let Some(&(_, is_return, op)) = self.events.get(self.next_event) else {
                 self.release(limits);
+                if self.set.relaxed && !self.has_real_trace() {
+                    self.inconclusive = true;
+                    return Progress::Finished(SearchOutcome::GaveUp {
+                        reason: GiveUp::Cancelled,
+                        deepest: self.deepest,
+                    });
+                }
                 return Progress::Finished(SearchOutcome::Linearizable);
             };
             if !is_return {
@@ -452,20 +518,23 @@ impl<'a, M: Model> Frontier<'a, M> {
         let s = self.slot[op as usize] as usize;
         let (word, bit) = (s / 64, 1u64 << (s % 64));
         let (w, classes) = (self.set.words, self.set.classes);
-        let mut next = Configs::new(w, classes);
+        let relaxed = self.set.relaxed;
+        let mut next = Configs::new(w, classes, relaxed);
         let mut lin = vec![0u64; w];
-        let mut old = std::mem::replace(&mut self.set, Configs::new(w, classes));
+        let mut old = std::mem::replace(&mut self.set, Configs::new(w, classes, relaxed));
         let states = std::mem::take(&mut old.states);
         for (i, state) in states.into_iter().enumerate() {
-            // A configuration right after a lazy info op still owes the op it enables.
-            if old.dead[i] || old.lin(i)[word] & bit == 0 || old.before[i].is_some() {
+            // A configuration right after a lazy info op still owes an op it enables, which
+            // may be called later: it survives like any other.
+            if old.dead[i] || old.lin(i)[word] & bit == 0 {
                 continue;
             }
             lin.copy_from_slice(old.lin(i));
             lin[word] &= !bit;
-            let hash = self.hash(&state, None, &lin);
+            let before = old.before[i].take();
+            let hash = self.hash(&state, before.as_ref(), &lin);
             let heap = self.model.heap_bytes(&state);
-            next.insert(hash, state, None, &lin, old.used(i), old.trace[i], heap);
+            next.insert(hash, state, before, &lin, old.used(i), old.trace[i], heap);
         }
         if next.len() == 0 {
             old.states = Vec::new();
@@ -473,20 +542,29 @@ impl<'a, M: Model> Frontier<'a, M> {
         }
         self.open[s] = NIL;
         self.free.push(s as u32);
-        if std::env::var_os("FAULTLINE_DEBUG_FRONTIER").is_some() && (self.linearized_returns % 100 == 0 || next.len() > 2000) {
+        if std::env::var_os("FAULTLINE_DEBUG_FRONTIER").is_some()
+            && (self.linearized_returns % 100 == 0 || next.len() > 2000)
+        {
             let mut used_distinct: std::collections::HashSet<&[u32]> = Default::default();
             for i in 0..next.len() {
                 used_distinct.insert(next.used(i));
             }
-            let max_used: u32 = (0..next.len()).map(|i| next.used(i).iter().sum::<u32>()).max().unwrap_or(0);
-            let min_used: u32 = (0..next.len()).map(|i| next.used(i).iter().sum::<u32>()).min().unwrap_or(0);
+            let max_used: u32 = (0..next.len())
+                .map(|i| next.used(i).iter().sum::<u32>())
+                .max()
+                .unwrap_or(0);
+            let min_used: u32 = (0..next.len())
+                .map(|i| next.used(i).iter().sum::<u32>())
+                .min()
+                .unwrap_or(0);
             eprintln!(
                 "return {}: {} configurations, {} keys, {} used vectors, used {}..{}, called {:?}",
                 self.linearized_returns,
                 next.len(),
                 next.table.len(),
                 used_distinct.len(),
-                min_used, max_used,
+                min_used,
+                max_used,
                 self.called
             );
         }
@@ -521,9 +599,9 @@ impl<'a, M: Model> Frontier<'a, M> {
         let used: Vec<u32> = self.set.used(i).to_vec();
         let trace = self.set.trace[i];
         // Forced reads: if a newly callable read is legal here, this configuration is
-        // replaced by the one that took it (a new one is stored already normalized). Old
-        // configurations never owe an op (see `ret`).
-        if !all {
+        // replaced by the one that took it (a new one is stored already normalized). One
+        // that owes an op tries its fresh reads below, as candidates.
+        if !all && before.is_none() {
             let mut forced = lin.clone();
             let mut any = false;
             let mut t = trace;
@@ -682,6 +760,30 @@ impl<'a, M: Model> Frontier<'a, M> {
             .insert(hash, state, before, &lin, &used, trace, heap)
     }
 
+    /// Whether one of (at most 64) live configurations' traces uses no op twice: then it is
+    /// a legal order respecting real time that places every returned op, a linearization.
+    fn has_real_trace(&self) -> bool {
+        let mut seen = vec![false; self.ops.len()];
+        let live = (0..self.set.trace.len()).filter(|&i| !self.set.dead[i]);
+        for i in live.take(64) {
+            seen.iter_mut().for_each(|s| *s = false);
+            let mut t = self.set.trace[i];
+            let mut real = true;
+            while t != NIL {
+                let op = self.trace_op[t as usize] as usize;
+                if std::mem::replace(&mut seen[op], true) {
+                    real = false;
+                    break;
+                }
+                t = self.trace_parent[t as usize];
+            }
+            if real {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The longest trace among the configurations before the return of `blocker` emptied
     /// the set.
     fn counterexample(&self, last: &Configs<M::State>, blocker: u32) -> Counterexample {
@@ -701,7 +803,17 @@ impl<'a, M: Model> Frontier<'a, M> {
             }
         }
         best.reverse();
+        // The relaxation may use an info op twice: keep the real part, up to the repeat.
         let mut in_prefix = vec![false; self.ops.len()];
+        let mut real = best.len();
+        for (i, &op) in best.iter().enumerate() {
+            if std::mem::replace(&mut in_prefix[op as usize], true) {
+                real = i;
+                break;
+            }
+        }
+        best.truncate(real);
+        in_prefix.iter_mut().for_each(|x| *x = false);
         for &op in &best {
             in_prefix[op as usize] = true;
         }

@@ -251,7 +251,9 @@ fn check_inner(
                 $by_key,
                 memory,
                 settings.single_search,
-                settings.search.unwrap_or_else(scheduler::Algorithm::from_env),
+                settings
+                    .search
+                    .unwrap_or_else(scheduler::Algorithm::from_env),
             )
         };
     }

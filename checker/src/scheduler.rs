@@ -7,9 +7,9 @@
 //! first invalid part cancels the rest promptly. The deadline and the memo budget are
 //! checked inside each search's loop.
 
+use crate::frontier::Frontier;
 use crate::history::Op;
 use crate::model::Model;
-use crate::frontier::Frontier;
 use crate::search::{GiveUp, Limits, Progress, Search, SearchOutcome};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,8 +58,11 @@ impl Algorithm {
 /// path, usually within its first slice, but proving a violation can mean backtracking
 /// through every earlier order; the frontier search costs the same for valid and invalid
 /// histories but holds every configuration of a cut, which many concurrent state-changing
-/// ops make large. So the frontier starts only if the first slice gave no answer, then the
-/// two alternate slice by slice: the part costs at most about twice the cheaper one. A
+/// ops (and many ways of using info ops) make large. So the frontier starts only if the
+/// first slice gave no answer, then the two alternate slice by slice: the part costs at
+/// most about twice the cheaper one. The frontier runs first as its relaxation
+/// ([`Frontier::relaxed`], small whatever the info ops, definite when it proves a
+/// violation or finds a real linearization) and, if that is inconclusive, exactly. A
 /// search that runs out of memory leaves the other running.
 struct Task<'a, M: Model> {
     part: usize,
@@ -197,10 +200,10 @@ fn step_task<'a, M: Model>(
             task.wgl = Some(Search::new(model, ops.to_vec()));
         }
         if algorithm == Algorithm::Frontier {
-            task.frontier = Some(Frontier::new(model, ops.to_vec()));
+            task.frontier = Some(Frontier::relaxed(model, ops.to_vec()));
         }
     } else if task.slices == 2 && algorithm == Algorithm::Both && task.frontier.is_none() {
-        task.frontier = Some(Frontier::new(model, ops.to_vec()));
+        task.frontier = Some(Frontier::relaxed(model, ops.to_vec()));
     }
     // None: paused; Some(None): out of memory (recorded); Some(Some(answer)).
     let finish = |task_gave_up: &mut Option<SearchOutcome>, progress: Progress| match progress {
@@ -228,11 +231,18 @@ fn step_task<'a, M: Model>(
     if let Some(frontier) = task.frontier.as_mut() {
         match finish(&mut task.gave_up, frontier.run(SLICE, limits)) {
             None => {}
+            // The relaxation found no real linearization: the exact frontier takes over.
+            Some(Some(SearchOutcome::GaveUp { .. })) if frontier.inconclusive() => {
+                task.frontier = Some(Frontier::new(model, ops.to_vec()));
+            }
             Some(Some(outcome)) => return Some(outcome),
             Some(None) => task.frontier = None,
         }
     }
-    if task.wgl.is_none() && task.frontier.is_none() && (task.slices > 1 || algorithm != Algorithm::Both) {
+    if task.wgl.is_none()
+        && task.frontier.is_none()
+        && (task.slices > 1 || algorithm != Algorithm::Both)
+    {
         return task.gave_up.take();
     }
     None

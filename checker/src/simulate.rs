@@ -226,7 +226,11 @@ impl Simulation {
                     Fault::StaleReads { rate, lag } if rng.chance(rate) => {
                         let at = op.point.saturating_sub(1 + rng.below(lag.max(1)));
                         let i = log.partition_point(|(p, _)| *p <= at);
-                        ok(if i == 0 { J::Null } else { log[i - 1].1.clone() })
+                        ok(if i == 0 {
+                            J::Null
+                        } else {
+                            log[i - 1].1.clone()
+                        })
                     }
                     _ => ok(reg.clone()),
                 },
