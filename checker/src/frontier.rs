@@ -345,6 +345,9 @@ impl<'a, M: Model> Frontier<'a, M> {
         }
         let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
         let lazy = ops.iter().all(|o| model.overwrites_or_observes(o));
+        // The relaxation only where info ops overwrite or observe: with appends (or rolls)
+        // pooled counts would let one info append extend a string again and again.
+        let relaxed = relaxed && lazy;
         let mut set = Configs::new(words, classes, relaxed);
         let init = model.init();
         let hash = mix64(model.hash(&init));
@@ -592,16 +595,15 @@ impl<'a, M: Model> Frontier<'a, M> {
         if self.set.dead[i] {
             return;
         }
-        let all = i >= self.expanded;
+        // A new info member can go anywhere in a chain: old configurations try everything.
+        let all = i >= self.expanded || !self.fresh_classes.is_empty();
         let state = self.set.states[i].clone();
-        let before = self.set.before[i].clone();
         let lin: Vec<u64> = self.set.lin(i).to_vec();
         let used: Vec<u32> = self.set.used(i).to_vec();
         let trace = self.set.trace[i];
         // Forced reads: if a newly callable read is legal here, this configuration is
-        // replaced by the one that took it (a new one is stored already normalized). One
-        // that owes an op tries its fresh reads below, as candidates.
-        if !all && before.is_none() {
+        // replaced by the one that took it (a new one is stored already normalized).
+        if i < self.expanded {
             let mut forced = lin.clone();
             let mut any = false;
             let mut t = trace;
@@ -616,7 +618,7 @@ impl<'a, M: Model> Frontier<'a, M> {
             }
             if any {
                 self.set.dead[i] = true;
-                self.store(state, None, forced, used, t, mark);
+                self.store(state, forced, used, t, mark);
                 return;
             }
         }
@@ -625,58 +627,118 @@ impl<'a, M: Model> Frontier<'a, M> {
         } else {
             self.fresh_slots.clone()
         };
-        for s in slots {
+        self.definite_steps(&state, None, &lin, &used, trace, &slots);
+        if self.lazy {
+            let mut chain = vec![state.clone()];
+            self.info_chains(&mut chain, &lin, &used, trace, &slots);
+        } else {
+            let classes: Vec<u32> = if all {
+                (0..self.members.len() as u32).collect()
+            } else {
+                self.fresh_classes.clone()
+            };
+            for c in classes {
+                let n = used[c as usize];
+                if n >= self.called[c as usize] {
+                    continue;
+                }
+                let op = self.members[c as usize][n as usize];
+                // An info op that changes nothing is the same as one that never happened.
+                let Step::Next(next) = self.model.step(&state, self.ops[op as usize]) else {
+                    continue;
+                };
+                let mut u = used.clone();
+                u[c as usize] += 1;
+                let mark = self.trace_op.len();
+                let t = self.push_trace(op, trace);
+                self.store(next, lin.clone(), u, t, mark);
+            }
+        }
+    }
+
+    /// Linearizes each open definite op of `slots` not yet in `lin` that is legal in
+    /// `state` — and, right after an info op (`before`: the state before it), illegal in
+    /// `before` (one the info op made possible).
+    fn definite_steps(
+        &mut self,
+        state: &M::State,
+        before: Option<&M::State>,
+        lin: &[u64],
+        used: &[u32],
+        trace: u32,
+        slots: &[u32],
+    ) {
+        for &s in slots {
             let op = self.open[s as usize];
             if op == NIL || lin[s as usize / 64] & (1u64 << (s % 64)) != 0 {
                 continue;
             }
             let o = self.ops[op as usize];
-            let next = match self.model.step(&state, o) {
+            let next = match self.model.step(state, o) {
                 Step::Illegal => continue,
                 Step::Same => state.clone(),
                 Step::Next(n) => n,
             };
-            // Owed: an op the info op just taken made possible (illegal before it).
-            if let Some(b) = &before {
-                if !matches!(self.model.step(b, o), Step::Illegal) {
-                    continue;
-                }
+            if before.is_some_and(|b| !matches!(self.model.step(b, o), Step::Illegal)) {
+                continue;
             }
-            let mut l = lin.clone();
+            let mut l = lin.to_vec();
             l[s as usize / 64] |= 1u64 << (s % 64);
             let mark = self.trace_op.len();
             let t = self.push_trace(op, trace);
-            self.store(next, None, l, used.clone(), t, mark);
+            self.store(next, l, used.to_vec(), t, mark);
         }
-        let classes: Vec<u32> = if all {
-            (0..self.members.len() as u32).collect()
-        } else {
-            self.fresh_classes.clone()
-        };
-        for c in classes {
-            let n = used[c as usize];
-            if n >= self.called[c as usize] {
+    }
+
+    /// Lazy info ops (Lowe 2017, just-in-time linearization): an info op is taken only
+    /// right before an op it makes possible, so instead of storing "info op taken, debt
+    /// open" configurations, chains of info ops are followed here, each enabling the next
+    /// (impossible or a no-op before it), until a definite op of `slots` they enable. A
+    /// chain that comes back to a state it passed is skipped: without the loop it reaches
+    /// the same place using fewer info ops. `chain` holds the states passed, last = now.
+    fn info_chains(
+        &mut self,
+        chain: &mut Vec<M::State>,
+        lin: &[u64],
+        used: &[u32],
+        trace: u32,
+        slots: &[u32],
+    ) {
+        let state = chain.last().expect("a chain starts with a state").clone();
+        let before = (chain.len() >= 2).then(|| chain[chain.len() - 2].clone());
+        for c in 0..self.members.len() {
+            let n = used[c];
+            if n >= self.called[c] {
                 continue;
             }
-            let op = self.members[c as usize][n as usize];
+            let op = self.members[c][n as usize];
             let o = self.ops[op as usize];
-            // An info op that changes nothing is the same as one that never happened.
             let Step::Next(next) = self.model.step(&state, o) else {
                 continue;
             };
-            // After an info op, another one is owed only if it was impossible (or a no-op)
-            // before the first.
-            if let Some(b) = &before {
-                if matches!(self.model.step(b, o), Step::Next(_)) {
-                    continue;
-                }
+            if before
+                .as_ref()
+                .is_some_and(|b| matches!(self.model.step(b, o), Step::Next(_)))
+            {
+                continue;
             }
-            let mut u = used.clone();
-            u[c as usize] += 1;
+            if chain.contains(&next) {
+                continue;
+            }
+            let mut u = used.to_vec();
+            u[c] += 1;
             let mark = self.trace_op.len();
             let t = self.push_trace(op, trace);
-            let owes = self.lazy.then(|| state.clone());
-            self.store(next, owes, lin.clone(), u, t, mark);
+            let len = self.trace_op.len();
+            self.definite_steps(&next, Some(&state), lin, &u, t, slots);
+            chain.push(next);
+            self.info_chains(chain, lin, &u, t, slots);
+            chain.pop();
+            // Nothing used the node: drop it again.
+            if self.trace_op.len() == len {
+                self.trace_op.truncate(mark);
+                self.trace_parent.truncate(mark);
+            }
         }
     }
 
@@ -696,16 +758,8 @@ impl<'a, M: Model> Frontier<'a, M> {
 
     /// Normalizes a configuration (forced reads taken, hopeless ones dropped) and stores it.
     /// Trace nodes pushed for it since `mark` are dropped again if it is not stored.
-    fn store(
-        &mut self,
-        state: M::State,
-        before: Option<M::State>,
-        lin: Vec<u64>,
-        used: Vec<u32>,
-        trace: u32,
-        mark: usize,
-    ) {
-        if !self.try_store(state, before, lin, used, trace) {
+    fn store(&mut self, state: M::State, lin: Vec<u64>, used: Vec<u32>, trace: u32, mark: usize) {
+        if !self.try_store(state, lin, used, trace) {
             self.trace_op.truncate(mark);
             self.trace_parent.truncate(mark);
         }
@@ -714,7 +768,6 @@ impl<'a, M: Model> Frontier<'a, M> {
     fn try_store(
         &mut self,
         state: M::State,
-        before: Option<M::State>,
         mut lin: Vec<u64>,
         used: Vec<u32>,
         mut trace: u32,
@@ -729,20 +782,7 @@ impl<'a, M: Model> Frontier<'a, M> {
                 continue;
             }
             match self.model.step(&state, o) {
-                // Owing an op, a read is forced only if it is one the info op enabled; the
-                // others wait until the debt is paid (they stay legal: the state is kept).
-                Step::Same
-                    if !self.binding_reads
-                        && before
-                            .as_ref()
-                            .is_none_or(|b| matches!(self.model.step(b, o), Step::Illegal)) =>
-                {
-                    if before.is_some() {
-                        // Paid: this configuration owes nothing now; store it normalized.
-                        lin[s / 64] |= 1u64 << (s % 64);
-                        trace = self.push_trace(op, trace);
-                        return self.try_store(state, None, lin, used, trace);
-                    }
+                Step::Same if !self.binding_reads => {
                     lin[s / 64] |= 1u64 << (s % 64);
                     trace = self.push_trace(op, trace);
                 }
@@ -754,10 +794,9 @@ impl<'a, M: Model> Frontier<'a, M> {
                 _ => {}
             }
         }
-        let hash = self.hash(&state, before.as_ref(), &lin);
+        let hash = self.hash(&state, None, &lin);
         let heap = self.model.heap_bytes(&state);
-        self.set
-            .insert(hash, state, before, &lin, &used, trace, heap)
+        self.set.insert(hash, state, None, &lin, &used, trace, heap)
     }
 
     /// Whether one of (at most 64) live configurations' traces uses no op twice: then it is
