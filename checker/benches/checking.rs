@@ -381,11 +381,11 @@ fn scaling() {
         write_events(&path, &events);
         println!("{ops} generated ops, one key, 10 clients, 5% info, as simulated (valid):");
         run_child(&[path.to_str().unwrap(), "multi-register", "60"]);
-        // A node that serves stale reads (a deposed leader): 0.2% of reads return the value
-        // of up to 200 time units (about 5 op durations) before.
+        // A node that serves stale reads (a deposed leader): 1% of reads return the value
+        // of up to 400 time units (about 10 op durations) before.
         let stale = sim.events_with(Fault::StaleReads {
-            rate: 0.002,
-            lag: 200,
+            rate: 0.01,
+            lag: 400,
         });
         let changed = stale
             .iter()

@@ -57,6 +57,7 @@ use crate::model::{mix64, Model, Step};
 use crate::search::{Counterexample, GiveUp, Limits, Progress, SearchOutcome};
 use hashbrown::HashTable;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 const NIL: u32 = u32::MAX;
 
@@ -439,8 +440,17 @@ impl<'a, M: Model> Frontier<'a, M> {
 
     /// Runs at most about `budget` steps.
     pub fn run(&mut self, budget: u64, limits: &Limits) -> Progress {
+        self.run_until(budget, None, limits)
+    }
+
+    /// Runs at most about `budget` steps, and pauses at `until` (checked every 256
+    /// configurations): the scheduler gives it as much time as the other search took.
+    pub fn run_until(&mut self, budget: u64, until: Option<Instant>, limits: &Limits) -> Progress {
         let mut steps = 0u64;
         loop {
+            if steps > 0 && until.is_some_and(|u| Instant::now() >= u) {
+                return Progress::Paused;
+            }
             if let Some(reason) = limits.exceeded() {
                 return self.give_up(reason, limits);
             }
@@ -451,8 +461,8 @@ impl<'a, M: Model> Frontier<'a, M> {
                 return Progress::Paused;
             }
             if let Some(from) = self.closing {
-                // Close the set, 1,024 configurations at a time.
-                let end = (from + 1024).min(self.set.len());
+                // Close the set, 256 configurations at a time.
+                let end = (from + 256).min(self.set.len());
                 for i in from..end {
                     self.expand(i);
                 }

@@ -220,8 +220,13 @@ fn step_task<'a, M: Model>(
         }
         Progress::Finished(outcome) => Some(Some(outcome)),
     };
+    let started = Instant::now();
+    let mut until = None;
     if let Some(search) = task.wgl.as_mut() {
-        match finish(&mut task.gave_up, search.run(SLICE, limits)) {
+        let progress = search.run(SLICE, limits);
+        // The frontier gets as much time as this slice took.
+        until = Some(Instant::now() + started.elapsed());
+        match finish(&mut task.gave_up, progress) {
             None => {}
             Some(Some(outcome)) => return Some(outcome),
             // Out of memory: the frontier (if any) goes on alone.
@@ -229,7 +234,7 @@ fn step_task<'a, M: Model>(
         }
     }
     if let Some(frontier) = task.frontier.as_mut() {
-        match finish(&mut task.gave_up, frontier.run(SLICE, limits)) {
+        match finish(&mut task.gave_up, frontier.run_until(SLICE, until, limits)) {
             None => {}
             // The relaxation found no real linearization: the exact frontier takes over.
             Some(Some(SearchOutcome::GaveUp { .. })) if frontier.inconclusive() => {
