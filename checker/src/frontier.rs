@@ -556,7 +556,7 @@ impl<'a, M: Model> Frontier<'a, M> {
         self.open[s] = NIL;
         self.free.push(s as u32);
         if std::env::var_os("FAULTLINE_DEBUG_FRONTIER").is_some()
-            && (self.linearized_returns % 100 == 0 || next.len() > 2000)
+            && (self.linearized_returns.is_multiple_of(100) || next.len() > 2000)
         {
             let mut used_distinct: std::collections::HashSet<&[u32]> = Default::default();
             for i in 0..next.len() {

@@ -379,6 +379,7 @@ fn parts_share_key(history: &History, ids: &[u32], key: Option<u32>) -> bool {
     key.is_some() && ids.iter().all(|&i| history.ops[i as usize].key == key)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_model<M: Model>(
     model: &M,
     history: &History,
