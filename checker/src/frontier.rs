@@ -37,6 +37,16 @@
 //! - **Hopeless reads.** A configuration in which an open read is illegal and, by the
 //!   model ([`Model::may_become_legal`]), cannot become legal without a reset, is dropped
 //!   when no op called before that read returns is a reset that could help.
+//! - **Lazy info ops** (Lowe 2017, just-in-time linearization; the rule and its soundness
+//!   argument are [`crate::search`]'s), when every op of the part overwrites or observes:
+//!   an info op is taken only as part of a chain of info ops, each making the next possible,
+//!   that ends at a definite op they make possible — so a configuration never records a
+//!   speculative info op. An old configuration tries chains ending at a newly called op
+//!   (the op an info op enables may be called long after the info op).
+//! - **The relaxation** ([`Frontier::relaxed`]): one configuration per (state, bitset) with
+//!   the least count of each class. Every order the exact search allows is allowed, so an
+//!   empty set proves a violation; validity is accepted only with a trace that uses no op
+//!   twice. Otherwise the exact search runs.
 //! - **The trace**, an arena of (op, parent) links: each configuration points at the last
 //!   op of one linearization reaching it, which gives the counterexample's prefix.
 //!
@@ -70,9 +80,6 @@ struct Configs<S> {
     used: Vec<u32>,
     /// Last trace node of each configuration.
     trace: Vec<u32>,
-    /// Lazy info ops: right after an info op, the state before it (the next op must be one
-    /// it made possible, maybe one called later); `None` otherwise. Part of the key.
-    before: Vec<Option<S>>,
     /// Dominated (or replaced by its forced form) after being stored.
     dead: Vec<bool>,
     /// Next configuration with the same (state, bitset), NIL-terminated.
@@ -82,7 +89,7 @@ struct Configs<S> {
     heap: usize,
     words: usize,
     classes: usize,
-    /// The relaxation: one configuration per (state, bitset, debt), whose counts are the
+    /// The relaxation: one configuration per (state, bitset), whose counts are the
     /// least of all that reached it (see [`Frontier::relaxed`]).
     relaxed: bool,
 }
@@ -94,7 +101,6 @@ impl<S: Clone + Eq> Configs<S> {
             lin: Vec::new(),
             used: Vec::new(),
             trace: Vec::new(),
-            before: Vec::new(),
             dead: Vec::new(),
             same_next: Vec::new(),
             table: HashTable::new(),
@@ -118,7 +124,7 @@ impl<S: Clone + Eq> Configs<S> {
     }
 
     fn bytes(&self) -> usize {
-        (self.states.capacity() + self.before.capacity()) * std::mem::size_of::<S>()
+        self.states.capacity() * std::mem::size_of::<S>()
             + self.lin.capacity() * 8
             + self.used.capacity() * 4
             + self.trace.capacity() * 4
@@ -130,12 +136,10 @@ impl<S: Clone + Eq> Configs<S> {
 
     /// Stores a configuration unless one with the same state and bitset and counts all ≤
     /// its counts is there; kills stored ones it dominates. Returns whether it was stored.
-    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         hash: u64,
         state: S,
-        before: Option<S>,
         lin: &[u64],
         used: &[u32],
         trace: u32,
@@ -143,14 +147,11 @@ impl<S: Clone + Eq> Configs<S> {
     ) -> bool {
         let (w, c) = (self.words, self.classes);
         let head = {
-            let (states, lins, befores) = (&self.states, &self.lin, &self.before);
+            let (states, lins) = (&self.states, &self.lin);
             self.table
                 .find(hash, |&(h, k)| {
                     let k = k as usize;
-                    h == hash
-                        && lins[k * w..(k + 1) * w] == *lin
-                        && states[k] == state
-                        && befores[k] == before
+                    h == hash && lins[k * w..(k + 1) * w] == *lin && states[k] == state
                 })
                 .map(|&(_, k)| k)
         };
@@ -195,7 +196,6 @@ impl<S: Clone + Eq> Configs<S> {
         }
         let i = self.states.len() as u32;
         self.states.push(state);
-        self.before.push(before);
         self.lin.extend_from_slice(lin);
         self.used.extend_from_slice(used);
         self.trace.push(trace);
@@ -351,17 +351,10 @@ impl<'a, M: Model> Frontier<'a, M> {
         let relaxed = relaxed && lazy;
         let mut set = Configs::new(words, classes, relaxed);
         let init = model.init();
-        let hash = mix64(model.hash(&init));
+        // As `Frontier::hash` computes it for an empty bitset.
+        let hash = (0..words).fold(mix64(model.hash(&init)), |h, _| mix64(h));
         let heap = model.heap_bytes(&init);
-        set.insert(
-            hash,
-            init,
-            None,
-            &vec![0; words],
-            &vec![0; classes],
-            NIL,
-            heap,
-        );
+        set.insert(hash, init, &vec![0; words], &vec![0; classes], NIL, heap);
         Frontier {
             model,
             events,
@@ -537,17 +530,14 @@ impl<'a, M: Model> Frontier<'a, M> {
         let mut old = std::mem::replace(&mut self.set, Configs::new(w, classes, relaxed));
         let states = std::mem::take(&mut old.states);
         for (i, state) in states.into_iter().enumerate() {
-            // A configuration right after a lazy info op still owes an op it enables, which
-            // may be called later: it survives like any other.
             if old.dead[i] || old.lin(i)[word] & bit == 0 {
                 continue;
             }
             lin.copy_from_slice(old.lin(i));
             lin[word] &= !bit;
-            let before = old.before[i].take();
-            let hash = self.hash(&state, before.as_ref(), &lin);
+            let hash = self.hash(&state, &lin);
             let heap = self.model.heap_bytes(&state);
-            next.insert(hash, state, before, &lin, old.used(i), old.trace[i], heap);
+            next.insert(hash, state, &lin, old.used(i), old.trace[i], heap);
         }
         if next.len() == 0 {
             old.states = Vec::new();
@@ -588,11 +578,8 @@ impl<'a, M: Model> Frontier<'a, M> {
         None
     }
 
-    fn hash(&self, state: &M::State, before: Option<&M::State>, lin: &[u64]) -> u64 {
+    fn hash(&self, state: &M::State, lin: &[u64]) -> u64 {
         let mut h = mix64(self.model.hash(state));
-        if let Some(b) = before {
-            h = mix64(h ^ self.model.hash(b).rotate_left(17));
-        }
         for &x in lin {
             h = mix64(h ^ x);
         }
@@ -804,9 +791,9 @@ impl<'a, M: Model> Frontier<'a, M> {
                 _ => {}
             }
         }
-        let hash = self.hash(&state, None, &lin);
+        let hash = self.hash(&state, &lin);
         let heap = self.model.heap_bytes(&state);
-        self.set.insert(hash, state, None, &lin, &used, trace, heap)
+        self.set.insert(hash, state, &lin, &used, trace, heap)
     }
 
     /// Whether one of (at most 64) live configurations' traces uses no op twice: then it is
