@@ -14,8 +14,10 @@
 //!    with 800 never-returned writes of values 0–4 (valid).
 //!
 //! 5. Scaling (`-- scaling` only): simulated single-key cas-register histories of 10
-//!    clients with 5% info ops, N = 1,000 … 8,000 ops, as written (valid) and with one read
-//!    in the middle corrupted (invalid): check time and the child's peak RSS.
+//!    clients with 5% info ops, N = 1,000 … 12,000 ops, as written (valid), with stale
+//!    reads (a deposed leader's, invalid) and with one read in the middle corrupted to an
+//!    unwritten value (invalid): check time and the child's peak RSS. `FAULTLINE_SEARCH=wgl`
+//!    or `=frontier` runs one search alone.
 //!
 //! `cargo bench -p checker --bench checking -- quick` skips part 2;
 //! `cargo bench -p checker --bench checking -- pending` runs part 4 only.
@@ -360,7 +362,10 @@ fn identical_pending_ops() {
 }
 
 fn scaling() {
-    for ops in [1_000, 2_000, 4_000, 8_000] {
+    use checker::simulate::Fault;
+    let search = std::env::var("FAULTLINE_SEARCH").unwrap_or_else(|_| "both".into());
+    println!("search: {search} (FAULTLINE_SEARCH), timeout 60 s per check");
+    for ops in [1_000, 2_000, 4_000, 8_000, 12_000] {
         let sim = Simulation {
             workload: Workload::CasRegister,
             processes: 10,
@@ -371,12 +376,26 @@ fn scaling() {
             max_duration: 40,
             seed: 11,
         };
-        let mut events = sim.events();
         let path = std::env::temp_dir().join(format!("faultline-bench-scale-{ops}.jsonl"));
+        let mut events = sim.events();
         write_events(&path, &events);
-        println!("{ops} generated ops, one key, 10 clients, 5% info, as simulated (valid), timeout 20 s:");
-        run_child(&[path.to_str().unwrap(), "multi-register", "20"]);
-        // A "buggy node": one read in the middle returns a value nobody wrote.
+        println!("{ops} generated ops, one key, 10 clients, 5% info, as simulated (valid):");
+        run_child(&[path.to_str().unwrap(), "multi-register", "60"]);
+        // A node that serves stale reads (a deposed leader): 1% of reads return the value
+        // of up to 400 time units (about 10 op durations) before.
+        let stale = sim.events_with(Fault::StaleReads {
+            rate: 0.01,
+            lag: 400,
+        });
+        let changed = stale
+            .iter()
+            .zip(&events)
+            .filter(|(a, b)| a.value != b.value)
+            .count();
+        write_events(&path, &stale);
+        println!("  the same run with stale reads ({changed} reads changed):");
+        run_child(&[path.to_str().unwrap(), "multi-register", "60"]);
+        // One read in the middle returns a value nobody wrote.
         let reads: Vec<usize> = events
             .iter()
             .enumerate()
@@ -387,8 +406,8 @@ fn scaling() {
             events[i].value = serde_json::json!(999);
         }
         write_events(&path, &events);
-        println!("  the same with one read in the middle corrupted (invalid):");
-        run_child(&[path.to_str().unwrap(), "multi-register", "20"]);
+        println!("  the same with one read in the middle corrupted to an unwritten value:");
+        run_child(&[path.to_str().unwrap(), "multi-register", "60"]);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -63,6 +63,10 @@ pub struct CheckArgs {
     /// With --no-partition: one search over the whole history, no split at all.
     #[arg(long, requires = "no_partition")]
     pub single_search: bool,
+    /// Which linearizability search runs on each part: `wgl` (depth first), `frontier`
+    /// (configuration sets), or `both` interleaved, first answer wins (the default).
+    #[arg(long, value_enum, value_name = "SEARCH")]
+    pub search: Option<crate::scheduler::Algorithm>,
     /// Write the (single, native JSONL) input history as Jepsen EDN to FILE, for Knossos/Elle.
     #[arg(long, value_name = "FILE")]
     pub export_edn: Option<PathBuf>,
@@ -178,6 +182,7 @@ pub fn run(args: CheckArgs) -> i32 {
         initial: args.initial.clone(),
         memory_limit: args.memory_limit,
         single_search: args.single_search,
+        search: args.search,
     };
     let mut reports = Vec::new();
     let mut snapshot_files = Vec::new();

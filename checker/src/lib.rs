@@ -24,6 +24,7 @@ pub mod cli;
 pub mod convergence;
 pub mod error;
 pub mod formats;
+pub mod frontier;
 pub mod history;
 pub mod model;
 pub mod models;
@@ -83,6 +84,9 @@ pub struct Settings {
     /// model finds ([`model::Model::independent`]) and run one search over the whole
     /// history (`--single-search`; for cross-checking the search itself).
     pub single_search: bool,
+    /// Which search runs on each part (`--search`). `None`: `FAULTLINE_SEARCH`, else both
+    /// interleaved ([`scheduler::Algorithm`]).
+    pub search: Option<scheduler::Algorithm>,
 }
 
 /// Which sequential specification to check against.
@@ -247,6 +251,9 @@ fn check_inner(
                 $by_key,
                 memory,
                 settings.single_search,
+                settings
+                    .search
+                    .unwrap_or_else(scheduler::Algorithm::from_env),
             )
         };
     }
@@ -372,6 +379,7 @@ fn parts_share_key(history: &History, ids: &[u32], key: Option<u32>) -> bool {
     key.is_some() && ids.iter().all(|&i| history.ops[i as usize].key == key)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_model<M: Model>(
     model: &M,
     history: &History,
@@ -380,6 +388,7 @@ fn run_model<M: Model>(
     by_key: bool,
     memory: usize,
     single_search: bool,
+    algorithm: scheduler::Algorithm,
 ) -> Result<CheckReport, Refusal> {
     if let Some(op) = history.ops.iter().find(|o| !model.supports(&o.action)) {
         return Err((
@@ -404,8 +413,14 @@ fn run_model<M: Model>(
         .iter()
         .map(|p| p.ids.iter().map(|&i| &history.ops[i as usize]).collect())
         .collect();
-    let outcomes =
-        scheduler::check_parts_within(model, &op_lists, deadline, opts.fail_fast, memory);
+    let outcomes = scheduler::check_parts_using(
+        model,
+        &op_lists,
+        deadline,
+        opts.fail_fast,
+        memory,
+        algorithm,
+    );
     let check_seconds = start.elapsed().as_secs_f64();
     let mut report = report::build(model, history, kind, &parts, &outcomes);
     report.partitioned = by_key;

@@ -7,6 +7,7 @@
 //! first invalid part cancels the rest promptly. The deadline and the memo budget are
 //! checked inside each search's loop.
 
+use crate::frontier::Frontier;
 use crate::history::Op;
 use crate::model::Model;
 use crate::search::{GiveUp, Limits, Progress, Search, SearchOutcome};
@@ -31,9 +32,45 @@ pub fn memo_budget() -> usize {
         << 20
 }
 
+/// Which searches run on a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// The depth-first Wing–Gong–Lowe search ([`crate::search`]) alone.
+    Wgl,
+    /// The frontier search ([`crate::frontier`]) alone.
+    Frontier,
+    /// Both, interleaved slice by slice; the first definite answer wins. The default.
+    Both,
+}
+
+impl Algorithm {
+    /// `FAULTLINE_SEARCH=wgl|frontier|both` (for benchmarks and comparisons), else `Both`.
+    pub fn from_env() -> Algorithm {
+        match std::env::var("FAULTLINE_SEARCH").as_deref() {
+            Ok("wgl") => Algorithm::Wgl,
+            Ok("frontier") => Algorithm::Frontier,
+            _ => Algorithm::Both,
+        }
+    }
+}
+
+/// A part's searches. The depth-first one answers valid histories on its first, greedy
+/// path, usually within its first slice, but proving a violation can mean backtracking
+/// through every earlier order; the frontier search costs the same for valid and invalid
+/// histories but holds every configuration of a cut, which many concurrent state-changing
+/// ops (and many ways of using info ops) make large. So the frontier starts only if the
+/// first slice gave no answer, then the two alternate slice by slice: the part costs at
+/// most about twice the cheaper one. The frontier runs first as its relaxation
+/// ([`Frontier::relaxed`], small whatever the info ops, definite when it proves a
+/// violation or finds a real linearization) and, if that is inconclusive, exactly. A
+/// search that runs out of memory leaves the other running.
 struct Task<'a, M: Model> {
     part: usize,
-    search: Option<Search<'a, M>>,
+    slices: u32,
+    wgl: Option<Search<'a, M>>,
+    frontier: Option<Frontier<'a, M>>,
+    /// Why a search already stopped without an answer (the part's answer if both do).
+    gave_up: Option<SearchOutcome>,
 }
 
 /// Checks every part (each a list of ops) and returns one outcome per part, in order.
@@ -56,12 +93,37 @@ pub fn check_parts_within<'a, M: Model>(
     fail_fast: bool,
     memory_budget: usize,
 ) -> Vec<SearchOutcome> {
+    check_parts_using(
+        model,
+        parts,
+        deadline,
+        fail_fast,
+        memory_budget,
+        Algorithm::from_env(),
+    )
+}
+
+/// [`check_parts_within`] with the searches to run.
+pub fn check_parts_using<'a, M: Model>(
+    model: &'a M,
+    parts: &[Vec<&'a Op>],
+    deadline: Option<Instant>,
+    fail_fast: bool,
+    memory_budget: usize,
+    algorithm: Algorithm,
+) -> Vec<SearchOutcome> {
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&p| parts[p].len());
     let queue: Mutex<VecDeque<Task<M>>> = Mutex::new(
         order
             .into_iter()
-            .map(|part| Task { part, search: None })
+            .map(|part| Task {
+                part,
+                slices: 0,
+                wgl: None,
+                frontier: None,
+                gave_up: None,
+            })
             .collect(),
     );
     let results: Mutex<Vec<Option<SearchOutcome>>> = Mutex::new(vec![None; parts.len()]);
@@ -81,18 +143,18 @@ pub fn check_parts_within<'a, M: Model>(
         let Some(mut task) = queue.lock().unwrap().pop_front() else {
             return;
         };
-        let search = task
-            .search
-            .get_or_insert_with(|| Search::new(model, parts[task.part].clone()));
-        match search.run(SLICE, &limits) {
-            Progress::Paused => queue.lock().unwrap().push_back(task),
-            Progress::Finished(outcome) => {
+        let outcome = step_task(model, &parts[task.part], &mut task, algorithm, &limits);
+        match outcome {
+            None => queue.lock().unwrap().push_back(task),
+            Some(outcome) => {
                 if std::env::var_os("FAULTLINE_DEBUG").is_some() {
-                    let (steps, nodes) = search.stats();
+                    let (steps, nodes) = task.wgl.as_ref().map_or((0, 0), |s| s.stats());
+                    let (fsteps, peak) = task.frontier.as_ref().map_or((0, 0), |f| f.stats());
                     eprintln!(
-                        "part {} ops {} steps {steps} memo {nodes}",
+                        "part {} ops {} wgl steps {steps} memo {nodes}; frontier steps {fsteps} peak configurations {peak}; slices {}",
                         task.part,
-                        parts[task.part].len()
+                        parts[task.part].len(),
+                        task.slices
                     );
                 }
                 if fail_fast && matches!(outcome, SearchOutcome::NotLinearizable(_)) {
@@ -122,4 +184,71 @@ pub fn check_parts_within<'a, M: Model>(
             })
         })
         .collect()
+}
+
+/// Runs one slice of a part's searches; `Some` answer when the part is done.
+fn step_task<'a, M: Model>(
+    model: &'a M,
+    ops: &[&'a Op],
+    task: &mut Task<'a, M>,
+    algorithm: Algorithm,
+    limits: &Limits,
+) -> Option<SearchOutcome> {
+    task.slices += 1;
+    if task.slices == 1 {
+        if algorithm != Algorithm::Frontier {
+            task.wgl = Some(Search::new(model, ops.to_vec()));
+        }
+        if algorithm == Algorithm::Frontier {
+            task.frontier = Some(Frontier::relaxed(model, ops.to_vec()));
+        }
+    } else if task.slices == 2 && algorithm == Algorithm::Both && task.frontier.is_none() {
+        task.frontier = Some(Frontier::relaxed(model, ops.to_vec()));
+    }
+    // None: paused; Some(None): out of memory (recorded); Some(Some(answer)).
+    let finish = |task_gave_up: &mut Option<SearchOutcome>, progress: Progress| match progress {
+        Progress::Paused => None,
+        Progress::Finished(SearchOutcome::GaveUp {
+            reason: GiveUp::MemoryLimit,
+            deepest,
+        }) => {
+            *task_gave_up = Some(SearchOutcome::GaveUp {
+                reason: GiveUp::MemoryLimit,
+                deepest,
+            });
+            Some(None)
+        }
+        Progress::Finished(outcome) => Some(Some(outcome)),
+    };
+    let started = Instant::now();
+    let mut until = None;
+    if let Some(search) = task.wgl.as_mut() {
+        let progress = search.run(SLICE, limits);
+        // The frontier gets as much time as this slice took.
+        until = Some(Instant::now() + started.elapsed());
+        match finish(&mut task.gave_up, progress) {
+            None => {}
+            Some(Some(outcome)) => return Some(outcome),
+            // Out of memory: the frontier (if any) goes on alone.
+            Some(None) => task.wgl = None,
+        }
+    }
+    if let Some(frontier) = task.frontier.as_mut() {
+        match finish(&mut task.gave_up, frontier.run_until(SLICE, until, limits)) {
+            None => {}
+            // The relaxation found no real linearization: the exact frontier takes over.
+            Some(Some(SearchOutcome::GaveUp { .. })) if frontier.inconclusive() => {
+                task.frontier = Some(Frontier::new(model, ops.to_vec()));
+            }
+            Some(Some(outcome)) => return Some(outcome),
+            Some(None) => task.frontier = None,
+        }
+    }
+    if task.wgl.is_none()
+        && task.frontier.is_none()
+        && (task.slices > 1 || algorithm != Algorithm::Both)
+    {
+        return task.gave_up.take();
+    }
+    None
 }

@@ -135,7 +135,7 @@ pub struct Limits<'a> {
 }
 
 impl Limits<'_> {
-    fn exceeded(&self) -> Option<GiveUp> {
+    pub(crate) fn exceeded(&self) -> Option<GiveUp> {
         if self.cancel.load(Ordering::Relaxed) {
             Some(GiveUp::Cancelled)
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {

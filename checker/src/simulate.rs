@@ -113,9 +113,27 @@ enum Ending {
     Crash(bool),
 }
 
+/// A bug injected into the simulated store, to make histories a real buggy node would.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Fault {
+    /// A correct store: the history is linearizable.
+    #[default]
+    None,
+    /// Stale reads, as a deposed leader serves them: each register read, with probability
+    /// `rate`, returns the value the register held `1..=lag` time units before its
+    /// linearization point — a value really written, only old. Not linearizable as soon as
+    /// that value differs from every value the read could see.
+    StaleReads { rate: f64, lag: u64 },
+}
+
 impl Simulation {
     /// Runs the simulation and returns the events, ordered by time.
     pub fn events(&self) -> Vec<Event> {
+        self.events_with(Fault::None)
+    }
+
+    /// [`events`](Simulation::events) of a store with `fault`.
+    pub fn events_with(&self, fault: Fault) -> Vec<Event> {
         let mut rng = Rng::new(self.seed);
         let mut ops: Vec<SimOp> = Vec::with_capacity(self.ops);
         // (next free time, slot); a slot is a client, whose process id changes after info.
@@ -181,14 +199,16 @@ impl Simulation {
                 }
             }
         }
-        self.apply(&mut ops);
+        self.apply(&mut ops, fault, &mut rng);
         self.emit(&ops)
     }
 
     /// Applies ops in linearization-point order to a sequential store.
-    fn apply(&self, ops: &mut [SimOp]) {
+    fn apply(&self, ops: &mut [SimOp], fault: Fault, rng: &mut Rng) {
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by_key(|&i| (ops[i].point, i));
+        // Per register: (point, value written there), for stale reads.
+        let mut written: HashMap<Option<usize>, Vec<(u64, J)>> = HashMap::new();
         let mut registers: HashMap<Option<usize>, J> = HashMap::new();
         let mut strings: HashMap<Option<usize>, String> = HashMap::new();
         for i in order {
@@ -200,8 +220,20 @@ impl Simulation {
             let reg = registers.entry(op.key).or_insert(J::Null);
             let text = strings.entry(op.key).or_default();
             let ok = |v: J| Some((EventType::Ok, v));
+            let log = written.entry(op.key).or_default();
             op.result = match &op.action {
-                SimAction::Read => ok(reg.clone()),
+                SimAction::Read => match fault {
+                    Fault::StaleReads { rate, lag } if rng.chance(rate) => {
+                        let at = op.point.saturating_sub(1 + rng.below(lag.max(1)));
+                        let i = log.partition_point(|(p, _)| *p <= at);
+                        ok(if i == 0 {
+                            J::Null
+                        } else {
+                            log[i - 1].1.clone()
+                        })
+                    }
+                    _ => ok(reg.clone()),
+                },
                 SimAction::Get => ok(J::from(text.clone())),
                 SimAction::Write(v) => {
                     if applied {
@@ -233,6 +265,9 @@ impl Simulation {
                     ok(J::from(s.as_str()))
                 }
             };
+            if log.last().map(|(_, v)| v) != Some(&*reg) && !(log.is_empty() && reg.is_null()) {
+                log.push((op.point, reg.clone()));
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 use checker::history::{Action, History, Op, Outcome, Value};
 use checker::model::{Model, Step};
 use checker::models::{Keyed, Kv, Register};
+use checker::scheduler::Algorithm;
 use checker::simulate::{Simulation, Workload};
 use checker::{check_history, check_history_with, CheckOptions, ModelKind, Settings, Verdict};
 use proptest::prelude::*;
@@ -501,4 +502,139 @@ fn info_rich_histories_are_a_mix_of_valid_and_invalid() {
         "valid {valid}, invalid {invalid}"
     );
     assert!(many_info > 50, "histories with 3+ info ops: {many_info}");
+}
+
+/// The frontier (configuration-set) search alone, with no limits: valid or not. Its
+/// counterexample's prefix must be a legal sequence that respects real time and ends
+/// before the blocking op could be placed.
+fn frontier_verdict<M: Model>(model: &M, ops: &[Op]) -> bool {
+    let exact = frontier_run(model, ops, false).expect("the exact frontier answers");
+    // The relaxation answers the same, or nothing.
+    if let Some(relaxed) = frontier_run(model, ops, true) {
+        assert_eq!(relaxed, exact, "relaxation disagrees");
+    }
+    exact
+}
+
+fn frontier_run<M: Model>(model: &M, ops: &[Op], relaxed: bool) -> Option<bool> {
+    use checker::frontier::Frontier;
+    use checker::search::{Limits, Progress, SearchOutcome};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let (cancel, bytes) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let limits = Limits {
+        deadline: None,
+        cancel: &cancel,
+        memo_bytes: &bytes,
+        memo_budget: usize::MAX,
+    };
+    let mut frontier = if relaxed {
+        Frontier::relaxed(model, ops.iter().collect())
+    } else {
+        Frontier::new(model, ops.iter().collect())
+    };
+    let outcome = frontier.run(u64::MAX, &limits);
+    assert_eq!(
+        bytes.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "memory released"
+    );
+    if frontier.inconclusive() {
+        return None;
+    }
+    Some(match outcome {
+        Progress::Finished(SearchOutcome::Linearizable) => true,
+        Progress::Finished(SearchOutcome::NotLinearizable(cx)) => {
+            let mut state = model.init();
+            for (i, &op) in cx.prefix.iter().enumerate() {
+                state = match model.step(&state, &ops[op as usize]) {
+                    Step::Illegal => panic!("prefix step {i} illegal: {cx:?}"),
+                    Step::Same => state,
+                    Step::Next(s) => s,
+                };
+                // Real time: nothing placed after it returned before it was called.
+                for &later in &cx.prefix[i + 1..] {
+                    assert!(
+                        ops[later as usize]
+                            .ret
+                            .is_none_or(|r| r >= ops[op as usize].call),
+                        "prefix out of real-time order: {cx:?}"
+                    );
+                }
+            }
+            assert!(!cx.prefix.contains(&cx.blocker), "{cx:?}");
+            false
+        }
+        other => panic!("no answer: {other:?}"),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The frontier search agrees with trying every order: registers with cas and nil
+    /// (one and two keys), identical pending ops and rolls (an info roll leaves the value
+    /// unknown, so reads are not forced), info-rich cas chains, and kv.
+    #[test]
+    fn frontier_agrees_with_brute_force(
+        one in prop::collection::vec(op_strategy(1), 1..=8),
+        two in prop::collection::vec(op_strategy(2), 1..=8),
+        pending in prop::collection::vec(pending_op_strategy(), 1..=8),
+        rich in prop::collection::vec(info_rich_op_strategy(), 1..=9),
+        kv in prop::collection::vec(kv_op_strategy(), 1..=8),
+    ) {
+        let model = Register::cas(Value::Nil);
+        for ops in [one, pending, rich] {
+            let h = history(ops, 1);
+            let expected = brute_force(&model, &h.ops);
+            prop_assert_eq!(frontier_verdict(&model, &h.ops), expected, "history={:#?}", h.ops);
+            // Through the checker too (the report replays the counterexample).
+            let settings = Settings { search: Some(Algorithm::Frontier), ..Settings::default() };
+            let got = check_history_with(&h, ModelKind::MultiRegister, &CheckOptions::default(), &settings).unwrap();
+            prop_assert_eq!(got.verdict, if expected { Verdict::Valid } else { Verdict::Invalid });
+        }
+        let h = history(two, 2);
+        let keyed = Keyed { inner: Register::cas(Value::Nil), keys: h.keys.clone() };
+        prop_assert_eq!(frontier_verdict(&keyed, &h.ops), brute_force(&keyed, &h.ops), "history={:#?}", h.ops);
+        let h = history(kv, 1);
+        prop_assert_eq!(frontier_verdict(&Kv, &h.ops), brute_force(&Kv, &h.ops), "history={:#?}", h.ops);
+    }
+
+    /// On histories too large for brute force the frontier and depth-first searches agree.
+    #[test]
+    fn frontier_agrees_with_depth_first_search(ops in prop::collection::vec(info_rich_op_strategy(), 10..=18)) {
+        let h = history(ops, 1);
+        let model = Register::cas(Value::Nil);
+        prop_assert_eq!(frontier_verdict(&model, &h.ops), search_verdict(&model, &h.ops), "history={:#?}", h.ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Simulated runs of a store serving stale reads (a deposed leader's) and of a correct
+    /// one: both searches agree, and a correct store is always valid.
+    #[test]
+    fn frontier_and_depth_first_agree_on_stale_read_simulations(seed in any::<u64>(), processes in 2usize..8, rate in 0.0f64..0.05, info in 0.0f64..0.1) {
+        use checker::simulate::Fault;
+        let sim = Simulation {
+            workload: Workload::CasRegister,
+            processes,
+            keys: 0,
+            ops: 150,
+            info_rate: info,
+            values: 4,
+            max_duration: 30,
+            seed,
+        };
+        let model = Register::cas(Value::Nil);
+        for fault in [Fault::None, Fault::StaleReads { rate, lag: 120 }] {
+            let h = checker::formats::jsonl::history_from_events(&sim.events_with(fault)).unwrap();
+            let ops: Vec<Op> = h.ops.into_iter().filter(|o| !(o.action.is_read_only() && o.outcome == Outcome::Unknown)).collect();
+            let frontier = frontier_verdict(&model, &ops);
+            prop_assert_eq!(frontier, search_verdict(&model, &ops));
+            if fault == Fault::None {
+                prop_assert!(frontier);
+            }
+        }
+    }
 }

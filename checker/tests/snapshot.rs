@@ -765,6 +765,7 @@ fn faultline_check_judges_snapshot_files() {
         fail_fast: false,
         no_partition: false,
         single_search: false,
+        search: None,
         export_edn: None,
     };
     let good = write("good.jsonl", &[quiet(), with_channel_state()]);
