@@ -111,8 +111,12 @@ pub struct RecoverReply {
 
 /// Peer messages. All are one-way and batched per destination and type; acknowledgements
 /// travel as messages of their own.
+///
+/// Externally tagged on the wire (`{"Propose":{"cmds":[..]}}`), not `tag = "type"`: an
+/// internally tagged enum makes serde buffer the whole message into an intermediate tree
+/// before decoding it, and that was over half of a node's CPU under load (callgrind on
+/// `cargo bench -p nodes --bench cluster`). Peers run the same build, so only they see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
 pub enum TempoMsg {
     Propose {
         cmds: Vec<Proposal>,
