@@ -68,6 +68,12 @@ fn start(mode: &str, n: usize) -> Cluster {
             .arg("--data-dir")
             .arg(dir.join(format!("n{}", i + 1)))
             .env("FAULTLINE_LOG", "warn")
+            // As a deployed cluster runs: peers authenticate every call (the header check
+            // is part of the per-message cost measured here).
+            .env(
+                "FAULTLINE_CLUSTER_SECRET",
+                format!("bench-{}", std::process::id()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn faultline-replica");

@@ -67,6 +67,9 @@ pub fn encode_frame(buf: &mut Vec<u8>, id: u64, tag: u8, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
+/// Bytes a stream's reader takes from the socket per read.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Reads one frame; `None` at a clean end of stream.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
@@ -353,7 +356,11 @@ async fn run_stream(
                 return conn.fail_all(|| SendFailure::Connect(format!("{addr}: connect timed out")))
             }
         };
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    // Buffered: a frame is a length then a body, and the peer packs many frames into one
+    // write; unbuffered, each frame cost two or more recvfrom calls (strace: recvfrom was
+    // the most frequent syscall of a leaderless node under the cluster bench).
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
     let reader_conn = conn.clone();
     let reader = tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -467,7 +474,8 @@ pub async fn serve_stream<IO, M, F, Fut>(
     F: FnMut(M, StreamReply<M>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (rd, mut wr) = tokio::io::split(io);
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd); // see `run_stream`
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Result<Option<M>, String>)>();
     let writer_transport = transport.clone();
     let writer_from = from.clone();
