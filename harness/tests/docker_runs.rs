@@ -468,17 +468,10 @@ fn a_refused_compose_run_leaves_nothing_behind() {
 /// binary bind-mounted into faultline's image), under partitions and kills.
 #[test]
 fn etcd_members_in_containers_stay_valid() {
-    let bin = std::env::var_os("FAULTLINE_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
-    if !bin.is_file() {
-        let reason = format!("no etcd binary at {}", bin.display());
-        if std::env::var("FAULTLINE_REQUIRE_ETCD").as_deref() == Ok("1") {
-            panic!("FAULTLINE_REQUIRE_ETCD=1 but {reason}");
-        }
-        eprintln!("\n*** SKIPPED etcd_members_in_containers_stay_valid: {reason} (apt-get install etcd-server) ***\n");
+    let Some(bin) = harness::system::etcd::bin_for_test("etcd_members_in_containers_stay_valid")
+    else {
         return;
-    }
+    };
     let Some(_guard) = docker_cluster() else {
         return;
     };

@@ -5,28 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{describe, faultline, lock, run_in_store};
 
-fn etcd_bin(test: &str) -> Option<PathBuf> {
-    let bin = std::env::var_os("FAULTLINE_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let reason = format!(
-        "no etcd binary at {} (apt-get install etcd-server, or set FAULTLINE_ETCD_BIN)",
-        bin.display()
-    );
-    if std::env::var("FAULTLINE_REQUIRE_ETCD").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and FAULTLINE_REQUIRE_ETCD=1");
-    }
-    eprintln!("\n*** SKIPPED {test}: {reason} ***\n");
-    None
-}
+use harness::system::etcd::bin_for_test as etcd_bin;
 
 /// Three etcd members under partitions and kills for a few seconds: a valid verdict, the
 /// faults applied, members' logs and data in the results folder.

@@ -33,6 +33,25 @@ struct Open {
     since: usize,
 }
 
+impl Open {
+    /// The client learns nothing more: the request ends `info` at the next event (the
+    /// caller gives the slot a fresh process, as Jepsen does after an indeterminate op).
+    fn give_up(self, history: &mut HistoryBuilder, event: &mut u64, info: &mut usize) {
+        *event += 1;
+        history
+            .complete(
+                self.process,
+                self.f,
+                Some(&self.key),
+                Completion::Info,
+                *event,
+                *event as usize,
+            )
+            .unwrap();
+        *info += 1;
+    }
+}
+
 /// What a run showed.
 #[derive(Debug, Default)]
 pub struct RunResult {
@@ -242,18 +261,7 @@ impl Chaos {
                         for slot in 0..clients {
                             if open[slot].as_ref().is_some_and(|o| o.node == id) {
                                 let o = open[slot].take().unwrap();
-                                event += 1;
-                                history
-                                    .complete(
-                                        o.process,
-                                        o.f,
-                                        Some(&o.key),
-                                        Completion::Info,
-                                        event,
-                                        event as usize,
-                                    )
-                                    .unwrap();
-                                result.info += 1;
+                                o.give_up(&mut history, &mut event, &mut result.info);
                                 process_of[slot] = next_process;
                                 next_process += 1;
                             }
@@ -300,18 +308,7 @@ impl Chaos {
                     .is_some_and(|o| step - o.since > 1500 && !settling)
                 {
                     let o = open[slot].take().unwrap();
-                    event += 1;
-                    history
-                        .complete(
-                            o.process,
-                            o.f,
-                            Some(&o.key),
-                            Completion::Info,
-                            event,
-                            event as usize,
-                        )
-                        .unwrap();
-                    result.info += 1;
+                    o.give_up(&mut history, &mut event, &mut result.info);
                     process_of[slot] = next_process;
                     next_process += 1;
                 }

@@ -40,6 +40,27 @@ pub fn default_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
 }
 
+/// The etcd binary for a test named `test`: [`default_bin`] if it exists, else `None`
+/// after a loud `*** SKIPPED ***` line on stderr. With `FAULTLINE_REQUIRE_ETCD=1` (which
+/// `.ci/run` sets after installing etcd-server) a missing binary panics instead, so CI
+/// cannot skip silently.
+#[doc(hidden)]
+pub fn bin_for_test(test: &str) -> Option<PathBuf> {
+    let bin = default_bin();
+    if bin.is_file() {
+        return Some(bin);
+    }
+    let reason = format!(
+        "no etcd binary at {} (apt-get install etcd-server, or set FAULTLINE_ETCD_BIN)",
+        bin.display()
+    );
+    if std::env::var("FAULTLINE_REQUIRE_ETCD").as_deref() == Ok("1") {
+        panic!("{test}: {reason}, and FAULTLINE_REQUIRE_ETCD=1");
+    }
+    eprintln!("\n*** SKIPPED {test}: {reason} ***\n");
+    None
+}
+
 /// How reads are served (etcd's `RangeRequest.serializable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ReadConsistency {

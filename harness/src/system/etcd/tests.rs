@@ -12,22 +12,7 @@ use workloads::{Client, Completion, Op, OpFn};
 use super::launch::{self, Member, Timing};
 use super::{EtcdClient, ReadConsistency};
 
-/// The etcd binary, or `None` after printing why these tests are skipped.
-fn etcd_bin(test: &str) -> Option<PathBuf> {
-    let bin = super::default_bin();
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let reason = format!(
-        "no etcd binary at {} (apt-get install etcd-server, or set FAULTLINE_ETCD_BIN)",
-        bin.display()
-    );
-    if std::env::var("FAULTLINE_REQUIRE_ETCD").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and FAULTLINE_REQUIRE_ETCD=1");
-    }
-    eprintln!("\n*** SKIPPED {test}: {reason} ***\n");
-    None
-}
+use super::bin_for_test as etcd_bin;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
