@@ -14,11 +14,22 @@ use super::{EtcdClient, ReadConsistency};
 
 use super::bin_for_test as etcd_bin;
 
+/// A free loopback port, never one handed out before in this process: the kernel may
+/// give a just-closed ephemeral port again, and two members on one URL refuse to start
+/// ("initial cluster ... has duplicate url", seen in CI).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Members on 127.0.0.1, each on its own pair of ports, SIGKILLed when dropped.
