@@ -12,6 +12,7 @@ use plotters::prelude::*;
 use super::summary::{Comparison, Spread, METRICS};
 use super::RunOutcome;
 use crate::report::html::escape;
+use crate::report::plot::{svg_chart, PlotError};
 
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 260;
@@ -95,7 +96,7 @@ fn aligned_svg(
     modes: &[(String, Vec<Line>)],
     fault_s: f64,
     log: bool,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let xs = modes
         .iter()
         .flat_map(|(_, ls)| ls.iter().flatten().map(|p| p.0));
@@ -105,15 +106,7 @@ fn aligned_svg(
         .flat_map(|(_, ls)| ls.iter().flatten().map(|p| p.1))
         .fold(1.0f64, f64::max)
         * 1.15;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut b = ChartBuilder::on(&root);
-        b.caption(caption, ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(56);
+    svg_chart((WIDTH, HEIGHT), caption, |b| {
         macro_rules! draw {
             ($chart:expr, $lo:expr) => {{
                 let mut chart = $chart;
@@ -122,13 +115,13 @@ fn aligned_svg(
                     .x_desc("seconds since the fault started")
                     .y_desc(y_desc)
                     .draw()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PlotError::from_drawing)?;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
                         [(0.0, $lo), (fault_s, y1)],
                         RGBColor(200, 40, 40).mix(0.1).filled(),
                     )))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PlotError::from_drawing)?;
                 for (i, (_, lines)) in modes.iter().enumerate() {
                     let c = colour(i);
                     for line in lines {
@@ -137,33 +130,32 @@ fn aligned_svg(
                                 line.iter().map(|&(x, y)| (x, y.max($lo))),
                                 c.mix(0.25).stroke_width(1),
                             ))
-                            .map_err(|e| e.to_string())?;
+                            .map_err(PlotError::from_drawing)?;
                     }
                     chart
                         .draw_series(LineSeries::new(
                             median_line(lines).into_iter().map(|(x, y)| (x, y.max($lo))),
                             c.stroke_width(3),
                         ))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(PlotError::from_drawing)?;
                 }
             }};
         }
         if log {
             draw!(
                 b.build_cartesian_2d(x0..x1, (0.1f64..y1).log_scale())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(PlotError::from_drawing)?,
                 0.1
             );
         } else {
             draw!(
                 b.build_cartesian_2d(x0..x1, 0f64..y1)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(PlotError::from_drawing)?,
                 0.0
             );
         }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Grouped bars: for each group, one bar per series at the median, whiskers min–max.
@@ -173,7 +165,7 @@ fn bars_svg(
     groups: &[String],
     series: &[String],
     value: impl Fn(usize, usize) -> Option<Spread>,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let k = series.len().max(1) as f64;
     let top = (0..groups.len())
         .flat_map(|g| (0..series.len()).map(move |s| (g, s)))
@@ -182,17 +174,10 @@ fn bars_svg(
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.15;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(caption, ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(56)
+    svg_chart((WIDTH, HEIGHT), caption, |b| {
+        let mut chart = b
             .build_cartesian_2d(0f64..groups.len().max(1) as f64, 0f64..top)
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         let names = groups.to_vec();
         chart
             .configure_mesh()
@@ -208,7 +193,7 @@ fn bars_svg(
             })
             .y_desc(y_desc)
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(PlotError::from_drawing)?;
         for g in 0..groups.len() {
             for s in 0..series.len() {
                 let Some(v) = value(g, s) else { continue };
@@ -221,18 +206,17 @@ fn bars_svg(
                         [(left, 0.0), (right, v.median)],
                         c.mix(0.7).filled(),
                     )))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PlotError::from_drawing)?;
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![(mid, v.min), (mid, v.max)],
                         BLACK.stroke_width(1),
                     )))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PlotError::from_drawing)?;
             }
         }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 fn legend(names: &[String]) -> String {
@@ -252,11 +236,11 @@ fn legend(names: &[String]) -> String {
     h
 }
 
-fn push_chart(h: &mut String, what: &str, chart: Result<String, String>) {
+fn push_chart(h: &mut String, what: &str, chart: Result<String, PlotError>) {
     match chart {
         Ok(svg) => h.push_str(&svg),
         Err(e) => {
-            let _ = write!(h, "<p>({what} chart failed: {})</p>", escape(&e));
+            let _ = write!(h, "<p>({what} chart failed: {})</p>", escape(&e.0));
         }
     }
 }

@@ -118,9 +118,33 @@ fn shade<DB: DrawingBackend>(
 pub struct PlotError(pub String);
 
 impl PlotError {
-    fn from_drawing(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn from_drawing(e: impl std::fmt::Display) -> Self {
         Self(e.to_string())
     }
+}
+
+/// Draws one chart into an SVG string of `size` pixels: a white canvas and a builder with
+/// `caption` and the margin and label areas every faultline chart uses; `draw` builds the
+/// axes and series on it. Shared by the run report and `faultline compare`'s page.
+pub(crate) fn svg_chart(
+    size: (u32, u32),
+    caption: &str,
+    draw: impl FnOnce(&mut ChartBuilder<'_, '_, SVGBackend<'_>>) -> Result<(), PlotError>,
+) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(56);
+        draw(&mut builder)?;
+        root.present().map_err(PlotError::from_drawing)?;
+    }
+    Ok(svg)
 }
 
 /// Latency scatter of one op type `f`: x = completion time (s), y = latency (ms, log).
@@ -143,18 +167,9 @@ pub fn latency_svg(
         .collect();
     let max_ms = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
     let end = analysis.end_s.max(1.0);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("{f}: latency by invocation time"),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
+    let caption = format!("{f}: latency by invocation time");
+    svg_chart((WIDTH, HEIGHT), &caption, |builder| {
+        let mut chart = builder
             .build_cartesian_2d(0f64..end, (0.01f64..max_ms).log_scale())
             .map_err(PlotError::from_drawing)?;
         chart
@@ -176,9 +191,8 @@ pub fn latency_svg(
                 )
                 .map_err(PlotError::from_drawing)?;
         }
-        root.present().map_err(PlotError::from_drawing)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Completions per second by outcome in 100-ms buckets, with the nemesis windows shaded.
@@ -195,18 +209,9 @@ pub fn throughput_svg(
         .fold(1.0f64, f64::max)
         * 1.1;
     let end = analysis.end_s.max(1.0);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "throughput (completions per second, 100-ms buckets)",
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
+    let caption = "throughput (completions per second, 100-ms buckets)";
+    svg_chart((WIDTH, HEIGHT), caption, |builder| {
+        let mut chart = builder
             .build_cartesian_2d(0f64..end, 0f64..max)
             .map_err(PlotError::from_drawing)?;
         chart
@@ -229,9 +234,8 @@ pub fn throughput_svg(
                 ))
                 .map_err(PlotError::from_drawing)?;
         }
-        root.present().map_err(PlotError::from_drawing)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Lines over time, each with a name and colour, on a chart with the windows shaded.
@@ -254,18 +258,7 @@ fn lines_svg(
         .enumerate()
         .map(|(i, (name, _))| (name.clone(), PALETTE[i % PALETTE.len()]))
         .collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(PlotError::from_drawing)?;
-        let builder = |root| {
-            let mut b = ChartBuilder::on(root);
-            b.caption(caption, ("sans-serif", 16))
-                .margin(8)
-                .x_label_area_size(32)
-                .y_label_area_size(56);
-            b
-        };
+    let svg = svg_chart((WIDTH, HEIGHT), caption, |builder| {
         macro_rules! draw {
             ($chart:expr, $lo:expr) => {{
                 let mut chart = $chart;
@@ -289,21 +282,21 @@ fn lines_svg(
         }
         if log {
             draw!(
-                builder(&root)
+                builder
                     .build_cartesian_2d(0f64..end, (0.1f64..max).log_scale())
                     .map_err(PlotError::from_drawing)?,
                 0.1
             );
         } else {
             draw!(
-                builder(&root)
+                builder
                     .build_cartesian_2d(0f64..end, 0f64..max)
                     .map_err(PlotError::from_drawing)?,
                 0.0
             );
         }
-        root.present().map_err(PlotError::from_drawing)?;
-    }
+        Ok(())
+    })?;
     Ok((svg, legend))
 }
 
