@@ -208,8 +208,15 @@ fn kv_op_strategy_keys(keys: u32) -> impl Strategy<Value = Op> {
         text.clone().prop_map(Action::Put),
         text.prop_map(Action::Append),
     ];
-    (action, read, 0u64..12, 0u64..6, prop::bool::weighted(0.2), 0..keys).prop_map(
-        |(action, read, call, duration, info, key)| Op {
+    (
+        action,
+        read,
+        0u64..12,
+        0u64..6,
+        prop::bool::weighted(0.2),
+        0..keys,
+    )
+        .prop_map(|(action, read, call, duration, info, key)| Op {
             process: 0,
             key: Some(key),
             outcome: match (&action, info) {
@@ -222,8 +229,7 @@ fn kv_op_strategy_keys(keys: u32) -> impl Strategy<Value = Op> {
             ret: (!info).then_some(call + duration),
             call_line: 0,
             ret_line: None,
-        },
-    )
+        })
 }
 
 fn history(mut ops: Vec<Op>, keys: u32) -> History {
@@ -484,7 +490,9 @@ fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
             .filter(|&i| matches!(&h.ops[i].outcome, Outcome::Read(Value::Str(s)) if s.len() > 4))
             .collect();
         if let (Some(&g), true) = (gets.get(seed as usize % gets.len().max(1)), seed % 4 != 0) {
-            let Outcome::Read(Value::Str(s)) = &h.ops[g].outcome else { unreachable!() };
+            let Outcome::Read(Value::Str(s)) = &h.ops[g].outcome else {
+                unreachable!()
+            };
             let t: String = match seed % 4 {
                 1 => s.chars().rev().collect(),
                 2 => s.chars().skip(2).collect(),
@@ -494,9 +502,16 @@ fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
         }
         let expected = search_verdict(&StringKv, &h.ops);
         for partition in [true, false] {
-            let opts = CheckOptions { partition, ..CheckOptions::default() };
+            let opts = CheckOptions {
+                partition,
+                ..CheckOptions::default()
+            };
             let got = check_history_with(&h, ModelKind::Kv, &opts, &Settings::default()).unwrap();
-            let want = if expected { Verdict::Valid } else { Verdict::Invalid };
+            let want = if expected {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            };
             assert_eq!(got.verdict, want, "seed {seed}: {}", got.to_text());
             assert_report_prefix_is_concrete(&h, &got);
         }
@@ -506,7 +521,10 @@ fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
             invalid += 1;
         }
     }
-    assert!(valid >= 40 && invalid >= 40, "valid {valid}, invalid {invalid}");
+    assert!(
+        valid >= 40 && invalid >= 40,
+        "valid {valid}, invalid {invalid}"
+    );
 }
 
 /// The random small histories above are a real mix, so agreement means something: many

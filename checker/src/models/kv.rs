@@ -554,11 +554,21 @@ mod tests {
     }
 
     fn append(t: &str, call: u64, ret: u64) -> Op {
-        op(Action::Append(Value::Str(t.into())), Outcome::Unknown, call, Some(ret))
+        op(
+            Action::Append(Value::Str(t.into())),
+            Outcome::Unknown,
+            call,
+            Some(ret),
+        )
     }
 
     fn get(t: &str, call: u64, ret: u64) -> Op {
-        op(Action::Get, Outcome::Read(Value::Str(t.into())), call, Some(ret))
+        op(
+            Action::Get,
+            Outcome::Read(Value::Str(t.into())),
+            call,
+            Some(ret),
+        )
     }
 
     fn after(ops: &[&Op]) -> KvState {
