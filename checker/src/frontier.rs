@@ -179,19 +179,38 @@ impl<S: Clone + Eq> Configs<S> {
                 self.dead[ku] = true;
             }
         } else if let Some(head) = head {
+            // The live ones of a chain are an antichain of count vectors (none ≤ another),
+            // so the new one is either dominated by one of them or kills those it is ≤.
+            // Both comparisons run in one branch-free pass over the counts; dead ones are
+            // unlinked as they are met (all but the head, which the table points at), so
+            // a chain does not grow with every configuration ever dominated at this cut.
+            let mut prev = NIL;
             let mut k = head;
             while k != NIL {
                 let ku = k as usize;
-                if !self.dead[ku] {
+                let next = self.same_next[ku];
+                let mut unlink = self.dead[ku];
+                if !unlink {
                     let other = &self.used[ku * c..(ku + 1) * c];
-                    if other.iter().zip(used).all(|(o, n)| o <= n) {
+                    let (mut other_le, mut new_le) = (true, true);
+                    for (o, n) in other.iter().zip(used) {
+                        other_le &= o <= n;
+                        new_le &= n <= o;
+                    }
+                    if other_le {
                         return false;
                     }
-                    if used.iter().zip(other).all(|(n, o)| n <= o) {
+                    if new_le {
                         self.dead[ku] = true;
+                        unlink = true;
                     }
                 }
-                k = self.same_next[ku];
+                if unlink && prev != NIL {
+                    self.same_next[prev as usize] = next;
+                } else {
+                    prev = k;
+                }
+                k = next;
             }
         }
         let i = self.states.len() as u32;
