@@ -32,8 +32,10 @@
 //! - **Forced reads.** A read that is legal in a configuration's state leaves it
 //!   unchanged, and any valid continuation that places it later stays valid with it moved
 //!   here (every op that must precede it has returned, so it is linearized already). So a
-//!   configuration is stored only after every open read legal in it is linearized
-//!   (not with a state left unknown by an `info` roll: a read then fixes a value).
+//!   configuration is stored only after every open read legal in it *without changing
+//!   it* (`Step::Same`) is linearized. A read that is legal by changing the state — fixing
+//!   the value an `info` roll left unknown, or the order of kv's pending appends — is a
+//!   choice, tried like any other op (as in [`crate::search`]).
 //! - **Hopeless reads.** A configuration in which an open read is illegal and, by the
 //!   model ([`Model::may_become_legal`]), cannot become legal without a reset, is dropped
 //!   when no op called before that read returns is a reset that could help.
@@ -255,7 +257,6 @@ pub struct Frontier<'a, M: Model> {
     /// Per read: no op called before its return may make it legal again once it is
     /// hopeless in a state (see the module docs).
     prunable: Vec<bool>,
-    binding_reads: bool,
     /// Lazy info ops (Lowe 2017, just-in-time linearization), when every op of the part
     /// overwrites or observes ([`Model::overwrites_or_observes`]): an info op is taken only
     /// right before an op it makes possible, as in [`crate::search`].
@@ -363,7 +364,6 @@ impl<'a, M: Model> Frontier<'a, M> {
             }
             // An op without a return is never a read that must be placed.
         }
-        let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
         let lazy = ops.iter().all(|o| model.overwrites_or_observes(o));
         // The relaxation only where info ops overwrite or observe: with appends (or rolls)
         // pooled counts would let one info append extend a string again and again.
@@ -385,7 +385,6 @@ impl<'a, M: Model> Frontier<'a, M> {
             open: vec![NIL; most.max(1)],
             free: (0..most.max(1) as u32).rev().collect(),
             prunable,
-            binding_reads,
             lazy,
             set,
             expanded: 1,
@@ -761,9 +760,7 @@ impl<'a, M: Model> Frontier<'a, M> {
     /// A read that must be taken as soon as it is legal: it leaves the state as it is.
     fn is_forced(&self, state: &M::State, op: u32) -> bool {
         let o = self.ops[op as usize];
-        o.action.is_read_only()
-            && !self.binding_reads
-            && matches!(self.model.step(state, o), Step::Same)
+        o.action.is_read_only() && matches!(self.model.step(state, o), Step::Same)
     }
 
     fn push_trace(&mut self, op: u32, parent: u32) -> u32 {
@@ -798,7 +795,7 @@ impl<'a, M: Model> Frontier<'a, M> {
                 continue;
             }
             match self.model.step(&state, o) {
-                Step::Same if !self.binding_reads => {
+                Step::Same => {
                     lin[s / 64] |= 1u64 << (s % 64);
                     trace = self.push_trace(op, trace);
                 }
