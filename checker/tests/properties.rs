@@ -4,7 +4,7 @@
 
 use checker::history::{Action, History, Op, Outcome, Value};
 use checker::model::{Model, Step};
-use checker::models::{Keyed, Kv, Register};
+use checker::models::{Keyed, Kv, KvString, Register};
 use checker::scheduler::Algorithm;
 use checker::simulate::{Simulation, Workload};
 use checker::{check_history, check_history_with, CheckOptions, ModelKind, Settings, Verdict};
@@ -287,6 +287,10 @@ proptest! {
             prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
             assert_report_prefix_is_concrete(&h, &got);
         }
+        // These texts repeat, so the checker picks the string model; the symbolic one must
+        // agree too (identical and prefixing texts are its hard cases).
+        prop_assert_eq!(search_verdict(&Kv, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
+        prop_assert_eq!(search_verdict(&KvString, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
     }
 
     /// Two keys through every mode and both searches: `--single-search` runs `Keyed<Kv>`
@@ -304,6 +308,9 @@ proptest! {
                 assert_report_prefix_is_concrete(&h, &got);
             }
         }
+        let keyed = Keyed { inner: Kv, keys: h.keys.clone() };
+        prop_assert_eq!(search_verdict(&keyed, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
+        prop_assert_eq!(frontier_verdict(&keyed, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
     }
 
     #[test]

@@ -189,7 +189,9 @@ impl KvState {
         let Some(rest) = s.strip_prefix(&*self.base) else {
             return false;
         };
-        self.pending.as_ref().is_none_or(|p| rest.contains(&*p.text))
+        self.pending
+            .as_ref()
+            .is_none_or(|p| rest.contains(&*p.text))
     }
 
     fn same_pending(&self, other: &Self) -> bool {
