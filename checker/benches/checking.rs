@@ -2,7 +2,8 @@
 //!
 //! 1. Porcupine's comparison: shared/data's etcd + kv files, per-key partitioning on,
 //!    `--fail-fast` as Porcupine stops, checking time apart from parsing (median of runs);
-//!    etcd_002 and c50-ok alone; c10-ok and c50-ok with partitioning off.
+//!    etcd_002 and c50-ok alone; c10-ok and c50-ok with partitioning off; c50-bad (with and
+//!    without the partition) and c50-ok (without) checked in full, every key decided.
 //! 2. Scale: a generated history of 1,000,000 ops over 1,000 keys and 20 processes with
 //!    info ops, written as JSONL and checked by a child process that reports its own peak
 //!    memory (VmHWM).
@@ -187,11 +188,7 @@ fn porcupine_files() {
             partition,
             timeout: Some(Duration::from_secs(10)),
         };
-        let runs = match (name, partition) {
-            (_, true) => RUNS,
-            ("c10-ok.txt", false) => 5,
-            _ => 1,
-        };
+        let runs = if partition { RUNS } else { 5 };
         let mut times = Vec::new();
         let mut verdict = "";
         for _ in 0..runs {
@@ -206,6 +203,39 @@ fn porcupine_files() {
             } else {
                 "--no-partition (timeout 10 s)"
             },
+            ms(median(times.clone())),
+            ms(times.iter().cloned().fold(f64::MAX, f64::min))
+        );
+    }
+    // Issue 9, "beyond every peer": every key of c50 decided, without fail-fast.
+    for (name, partition) in [
+        ("c50-bad.txt", true),
+        ("c50-bad.txt", false),
+        ("c50-ok.txt", false),
+    ] {
+        let (_, h) = histories.iter().find(|(n, _)| n == name).unwrap();
+        let opts = CheckOptions {
+            fail_fast: false,
+            partition,
+            timeout: Some(Duration::from_secs(10)),
+        };
+        let mut times = Vec::new();
+        let mut summary = String::new();
+        for _ in 0..5 {
+            let r = check_history(h, ModelKind::Kv, &opts).unwrap();
+            times.push(r.check_seconds);
+            summary = format!(
+                "{}, {} parts: {} valid, {} invalid, {} unknown",
+                r.verdict.as_str(),
+                r.parts,
+                r.valid_parts,
+                r.invalid.len(),
+                r.unknown.len()
+            );
+        }
+        println!(
+            "{name} {}, every key (no fail-fast, timeout 10 s): {summary}; checking {} (median of 5; min {})",
+            if partition { "partitioned" } else { "--no-partition" },
             ms(median(times.clone())),
             ms(times.iter().cloned().fold(f64::MAX, f64::min))
         );

@@ -32,8 +32,10 @@
 //! - **Forced reads.** A read that is legal in a configuration's state leaves it
 //!   unchanged, and any valid continuation that places it later stays valid with it moved
 //!   here (every op that must precede it has returned, so it is linearized already). So a
-//!   configuration is stored only after every open read legal in it is linearized
-//!   (not with a state left unknown by an `info` roll: a read then fixes a value).
+//!   configuration is stored only after every open read legal in it *without changing
+//!   it* (`Step::Same`) is linearized. A read that is legal by changing the state — fixing
+//!   the value an `info` roll left unknown, or the order of kv's pending appends — is a
+//!   choice, tried like any other op (as in [`crate::search`]).
 //! - **Hopeless reads.** A configuration in which an open read is illegal and, by the
 //!   model ([`Model::may_become_legal`]), cannot become legal without a reset, is dropped
 //!   when no op called before that read returns is a reset that could help.
@@ -179,19 +181,38 @@ impl<S: Clone + Eq> Configs<S> {
                 self.dead[ku] = true;
             }
         } else if let Some(head) = head {
+            // The live ones of a chain are an antichain of count vectors (none ≤ another),
+            // so the new one is either dominated by one of them or kills those it is ≤.
+            // Both comparisons run in one branch-free pass over the counts; dead ones are
+            // unlinked as they are met (all but the head, which the table points at), so
+            // a chain does not grow with every configuration ever dominated at this cut.
+            let mut prev = NIL;
             let mut k = head;
             while k != NIL {
                 let ku = k as usize;
-                if !self.dead[ku] {
+                let next = self.same_next[ku];
+                let mut unlink = self.dead[ku];
+                if !unlink {
                     let other = &self.used[ku * c..(ku + 1) * c];
-                    if other.iter().zip(used).all(|(o, n)| o <= n) {
+                    let (mut other_le, mut new_le) = (true, true);
+                    for (o, n) in other.iter().zip(used) {
+                        other_le &= o <= n;
+                        new_le &= n <= o;
+                    }
+                    if other_le {
                         return false;
                     }
-                    if used.iter().zip(other).all(|(n, o)| n <= o) {
+                    if new_le {
                         self.dead[ku] = true;
+                        unlink = true;
                     }
                 }
-                k = self.same_next[ku];
+                if unlink && prev != NIL {
+                    self.same_next[prev as usize] = next;
+                } else {
+                    prev = k;
+                }
+                k = next;
             }
         }
         let i = self.states.len() as u32;
@@ -236,7 +257,6 @@ pub struct Frontier<'a, M: Model> {
     /// Per read: no op called before its return may make it legal again once it is
     /// hopeless in a state (see the module docs).
     prunable: Vec<bool>,
-    binding_reads: bool,
     /// Lazy info ops (Lowe 2017, just-in-time linearization), when every op of the part
     /// overwrites or observes ([`Model::overwrites_or_observes`]): an info op is taken only
     /// right before an op it makes possible, as in [`crate::search`].
@@ -344,7 +364,6 @@ impl<'a, M: Model> Frontier<'a, M> {
             }
             // An op without a return is never a read that must be placed.
         }
-        let binding_reads = ops.iter().any(|o| model.leaves_state_unknown(o));
         let lazy = ops.iter().all(|o| model.overwrites_or_observes(o));
         // The relaxation only where info ops overwrite or observe: with appends (or rolls)
         // pooled counts would let one info append extend a string again and again.
@@ -366,7 +385,6 @@ impl<'a, M: Model> Frontier<'a, M> {
             open: vec![NIL; most.max(1)],
             free: (0..most.max(1) as u32).rev().collect(),
             prunable,
-            binding_reads,
             lazy,
             set,
             expanded: 1,
@@ -742,9 +760,7 @@ impl<'a, M: Model> Frontier<'a, M> {
     /// A read that must be taken as soon as it is legal: it leaves the state as it is.
     fn is_forced(&self, state: &M::State, op: u32) -> bool {
         let o = self.ops[op as usize];
-        o.action.is_read_only()
-            && !self.binding_reads
-            && matches!(self.model.step(state, o), Step::Same)
+        o.action.is_read_only() && matches!(self.model.step(state, o), Step::Same)
     }
 
     fn push_trace(&mut self, op: u32, parent: u32) -> u32 {
@@ -779,7 +795,7 @@ impl<'a, M: Model> Frontier<'a, M> {
                 continue;
             }
             match self.model.step(&state, o) {
-                Step::Same if !self.binding_reads => {
+                Step::Same => {
                     lin[s / 64] |= 1u64 << (s % 64);
                     trace = self.push_trace(op, trace);
                 }

@@ -83,6 +83,16 @@ pub trait Model: Sync {
         false
     }
 
+    /// Reorders a sequence of ops that is legal for this model (a prefix the search
+    /// linearized) into one that is also legal for the concrete object the model stands
+    /// for, respecting real time; returns indexes into `ops`. A model whose states stand
+    /// for several concrete ones (kv: pending appends in any order, fixed by the next get)
+    /// puts each group in the order that was observed, so a report replaying the result
+    /// shows real states. The default keeps the order.
+    fn concrete_order(&self, ops: &[&Op]) -> Vec<usize> {
+        (0..ops.len()).collect()
+    }
+
     /// Bytes a state owns on the heap beyond `size_of::<State>()` and not shared with other
     /// states, for the memory budget (e.g. `Keyed`'s per-key array). Default 0.
     fn heap_bytes(&self, _state: &Self::State) -> usize {

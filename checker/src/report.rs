@@ -246,8 +246,9 @@ pub(crate) fn build<M: Model>(
                 let mut state = model.init();
                 let initial_state = model.describe(&state);
                 let mut linearization = Vec::with_capacity(cx.prefix.len());
-                for &local in &cx.prefix {
-                    let id = global(local);
+                let prefix: Vec<&Op> = cx.prefix.iter().map(|&l| &history.ops[global(l)]).collect();
+                for i in model.concrete_order(&prefix) {
+                    let id = global(cx.prefix[i]);
                     match model.step(&state, &history.ops[id]) {
                         Step::Next(s) => state = s,
                         Step::Same => {}

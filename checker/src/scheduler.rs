@@ -212,9 +212,14 @@ fn step_task<'a, M: Model>(
             reason: GiveUp::MemoryLimit,
             deepest,
         }) => {
+            // The report's "at most N linearized": the deeper of the two searches.
+            let before = match task_gave_up {
+                Some(SearchOutcome::GaveUp { deepest, .. }) => *deepest,
+                _ => 0,
+            };
             *task_gave_up = Some(SearchOutcome::GaveUp {
                 reason: GiveUp::MemoryLimit,
-                deepest,
+                deepest: deepest.max(before),
             });
             Some(None)
         }

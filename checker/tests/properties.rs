@@ -4,7 +4,7 @@
 
 use checker::history::{Action, History, Op, Outcome, Value};
 use checker::model::{Model, Step};
-use checker::models::{Keyed, Kv, Register};
+use checker::models::{Keyed, Kv, KvString, Register};
 use checker::scheduler::Algorithm;
 use checker::simulate::{Simulation, Workload};
 use checker::{check_history, check_history_with, CheckOptions, ModelKind, Settings, Verdict};
@@ -51,6 +51,102 @@ fn brute_force<M: Model>(model: &M, ops: &[Op]) -> bool {
     go(model, ops, &mut vec![false; ops.len()], &model.init())
 }
 
+/// Porcupine's kv model as plainly as it can be written — one `String` per key, a get
+/// compares, an append pushes its text — the reference the checker's `Kv` (whose states
+/// keep unobserved appends as an unordered multiset) is checked against.
+#[derive(Debug, Clone, Copy)]
+struct StringKv;
+
+fn kv_text(v: &Value) -> String {
+    match v {
+        Value::Nil => String::new(),
+        Value::Int(i) => i.to_string(),
+        Value::Str(s) => s.to_string(),
+    }
+}
+
+impl Model for StringKv {
+    type State = std::collections::BTreeMap<Option<u32>, String>;
+
+    fn name(&self) -> &'static str {
+        "string-kv"
+    }
+
+    fn init(&self) -> Self::State {
+        Default::default()
+    }
+
+    fn step(&self, state: &Self::State, op: &Op) -> Step<Self::State> {
+        let now = state.get(&op.key).map_or("", String::as_str);
+        match (&op.action, &op.outcome) {
+            (Action::Get, Outcome::Read(v)) if kv_text(v) == now => Step::Same,
+            (Action::Get, Outcome::Read(_)) => Step::Illegal,
+            (Action::Get, _) => Step::Same,
+            (Action::Put(v), _) => {
+                let mut next = state.clone();
+                next.insert(op.key, kv_text(v));
+                Step::Next(next)
+            }
+            (Action::Append(v), _) => {
+                let mut next = state.clone();
+                next.entry(op.key).or_default().push_str(&kv_text(v));
+                Step::Next(next)
+            }
+            _ => Step::Illegal,
+        }
+    }
+
+    fn hash(&self, state: &Self::State) -> u64 {
+        checker::model::fx_hash(state)
+    }
+
+    fn describe(&self, state: &Self::State) -> String {
+        format!("{state:?}")
+    }
+
+    fn supports(&self, action: &Action) -> bool {
+        matches!(action, Action::Get | Action::Put(_) | Action::Append(_))
+    }
+}
+
+/// For an invalid report: its longest linearizable prefix, as the report shows it, is a
+/// real one — legal step by step for the plain string model, in real-time order, each
+/// shown state the string the plain model holds for that key.
+fn assert_report_prefix_is_concrete(h: &History, report: &checker::CheckReport) {
+    for part in &report.invalid {
+        let mut state = StringKv.init();
+        for (i, step) in part.linearization.iter().enumerate() {
+            let op = &h.ops[step.op.id];
+            state = match StringKv.step(&state, op) {
+                Step::Illegal => panic!("report prefix step {i} illegal: {}", report.to_text()),
+                Step::Same => state,
+                Step::Next(s) => s,
+            };
+            for later in &part.linearization[i + 1..] {
+                assert!(
+                    later.op.ret.is_none_or(|r| r >= op.call),
+                    "report prefix out of real-time order: {}",
+                    report.to_text()
+                );
+            }
+            let now = format!("{:?}", state.get(&op.key).cloned().unwrap_or_default());
+            // `Kv` shows `"ab"`, `Keyed<Kv>` every key: `{k0: "ab", k1: ""}`.
+            let name = op.key.map_or("", |k| h.keys[k as usize].as_str());
+            let shown = if step.state.starts_with('{') {
+                step.state.contains(&format!("{name}: {now}"))
+            } else {
+                step.state == now
+            };
+            assert!(
+                shown,
+                "step {i} shows {} but the string is {now:?}: {}",
+                step.state,
+                report.to_text()
+            );
+        }
+    }
+}
+
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![Just(Value::Nil), (0i64..3).prop_map(Value::Int)]
 }
@@ -91,6 +187,11 @@ fn op_strategy(keys: u32) -> impl Strategy<Value = Op> {
 
 /// One random kv op on short strings, so gets often match some order of puts and appends.
 fn kv_op_strategy() -> impl Strategy<Value = Op> {
+    kv_op_strategy_keys(1)
+}
+
+/// [`kv_op_strategy`] over `keys` keys.
+fn kv_op_strategy_keys(keys: u32) -> impl Strategy<Value = Op> {
     let text = prop_oneof![Just("a"), Just("b"), Just("ab")].prop_map(|t| Value::Str(t.into()));
     let read = prop_oneof![
         Just(""),
@@ -107,10 +208,17 @@ fn kv_op_strategy() -> impl Strategy<Value = Op> {
         text.clone().prop_map(Action::Put),
         text.prop_map(Action::Append),
     ];
-    (action, read, 0u64..12, 0u64..6, prop::bool::weighted(0.2)).prop_map(
-        |(action, read, call, duration, info)| Op {
+    (
+        action,
+        read,
+        0u64..12,
+        0u64..6,
+        prop::bool::weighted(0.2),
+        0..keys,
+    )
+        .prop_map(|(action, read, call, duration, info, key)| Op {
             process: 0,
-            key: Some(0),
+            key: Some(key),
             outcome: match (&action, info) {
                 (_, true) => Outcome::Unknown,
                 (Action::Get, false) => Outcome::Read(read),
@@ -121,8 +229,7 @@ fn kv_op_strategy() -> impl Strategy<Value = Op> {
             ret: (!info).then_some(call + duration),
             call_line: 0,
             ret_line: None,
-        },
-    )
+        })
 }
 
 fn history(mut ops: Vec<Op>, keys: u32) -> History {
@@ -172,13 +279,38 @@ proptest! {
     #[test]
     fn agrees_with_brute_force_on_kv(ops in prop::collection::vec(kv_op_strategy(), 1..=8)) {
         let h = history(ops, 1);
-        let expected = if brute_force(&Kv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
+        let expected = if brute_force(&StringKv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
         for (partition, single_search) in [(true, false), (false, false), (false, true)] {
             let opts = CheckOptions { partition, ..CheckOptions::default() };
             let settings = Settings { single_search, ..Settings::default() };
             let got = check_history_with(&h, ModelKind::Kv, &opts, &settings).unwrap();
             prop_assert_eq!(got.verdict, expected, "partition={} history={:#?}", partition, h.ops);
+            assert_report_prefix_is_concrete(&h, &got);
         }
+        // These texts repeat, so the checker picks the string model; the symbolic one must
+        // agree too (identical and prefixing texts are its hard cases).
+        prop_assert_eq!(search_verdict(&Kv, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
+        prop_assert_eq!(search_verdict(&KvString, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
+    }
+
+    /// Two keys through every mode and both searches: `--single-search` runs `Keyed<Kv>`
+    /// over interleaved keys, whose report prefix needs the topological reordering.
+    #[test]
+    fn agrees_with_brute_force_on_kv_with_two_keys(ops in prop::collection::vec(kv_op_strategy_keys(2), 1..=8)) {
+        let h = history(ops, 2);
+        let expected = if brute_force(&StringKv, &h.ops) { Verdict::Valid } else { Verdict::Invalid };
+        for (partition, single_search) in [(true, false), (false, false), (false, true)] {
+            for search in [Algorithm::Wgl, Algorithm::Frontier] {
+                let opts = CheckOptions { partition, ..CheckOptions::default() };
+                let settings = Settings { single_search, search: Some(search), ..Settings::default() };
+                let got = check_history_with(&h, ModelKind::Kv, &opts, &settings).unwrap();
+                prop_assert_eq!(got.verdict, expected, "partition={} {:?} history={:#?}", partition, search, h.ops);
+                assert_report_prefix_is_concrete(&h, &got);
+            }
+        }
+        let keyed = Keyed { inner: Kv, keys: h.keys.clone() };
+        prop_assert_eq!(search_verdict(&keyed, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
+        prop_assert_eq!(frontier_verdict(&keyed, &h.ops), expected == Verdict::Valid, "history={:#?}", h.ops);
     }
 
     #[test]
@@ -329,14 +461,77 @@ fn kv_brute_force_agrees_on_corrupted_simulations() {
                 op.outcome = Outcome::Read(Value::Str("x-bogus".into()));
             }
         }
-        let expected = if brute_force(&Kv, &h.ops) {
+        let expected = if brute_force(&StringKv, &h.ops) {
             Verdict::Valid
         } else {
             Verdict::Invalid
         };
         let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
         assert_eq!(got.verdict, expected, "seed {seed}: {:#?}", h.ops);
+        assert_report_prefix_is_concrete(&h, &got);
     }
+}
+
+/// On kv histories too large for brute force — many clients appending to one key at once,
+/// the symbolic states' case — the checker agrees with the depth-first search run over the
+/// plain string model, and its report prefix is a real one.
+#[test]
+fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
+    let (mut valid, mut invalid) = (0, 0);
+    for seed in 0..200u64 {
+        let sim = Simulation {
+            workload: Workload::Kv,
+            processes: 6,
+            keys: 0,
+            ops: 26,
+            info_rate: 0.05,
+            values: 3,
+            max_duration: 30,
+            seed,
+        };
+        let mut h = checker::formats::jsonl::history_from_events(&sim.events()).unwrap();
+        h.ops
+            .retain(|o| !(o.action.is_read_only() && o.outcome == Outcome::Unknown));
+        // Corrupt one get in three ways: a swapped pair of appends, a dropped one, junk.
+        let gets: Vec<usize> = (0..h.ops.len())
+            .filter(|&i| matches!(&h.ops[i].outcome, Outcome::Read(Value::Str(s)) if s.len() > 4))
+            .collect();
+        if let (Some(&g), true) = (gets.get(seed as usize % gets.len().max(1)), seed % 4 != 0) {
+            let Outcome::Read(Value::Str(s)) = &h.ops[g].outcome else {
+                unreachable!()
+            };
+            let t: String = match seed % 4 {
+                1 => s.chars().rev().collect(),
+                2 => s.chars().skip(2).collect(),
+                _ => format!("{s}z"),
+            };
+            h.ops[g].outcome = Outcome::Read(Value::Str(t.as_str().into()));
+        }
+        let expected = search_verdict(&StringKv, &h.ops);
+        for partition in [true, false] {
+            let opts = CheckOptions {
+                partition,
+                ..CheckOptions::default()
+            };
+            let got = check_history_with(&h, ModelKind::Kv, &opts, &Settings::default()).unwrap();
+            let want = if expected {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            };
+            assert_eq!(got.verdict, want, "seed {seed}: {}", got.to_text());
+            assert_report_prefix_is_concrete(&h, &got);
+        }
+        if expected {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid >= 40 && invalid >= 40,
+        "valid {valid}, invalid {invalid}"
+    );
 }
 
 /// The random small histories above are a real mix, so agreement means something: many
@@ -596,7 +791,7 @@ proptest! {
         let keyed = Keyed { inner: Register::cas(Value::Nil), keys: h.keys.clone() };
         prop_assert_eq!(frontier_verdict(&keyed, &h.ops), brute_force(&keyed, &h.ops), "history={:#?}", h.ops);
         let h = history(kv, 1);
-        prop_assert_eq!(frontier_verdict(&Kv, &h.ops), brute_force(&Kv, &h.ops), "history={:#?}", h.ops);
+        prop_assert_eq!(frontier_verdict(&Kv, &h.ops), brute_force(&StringKv, &h.ops), "history={:#?}", h.ops);
     }
 
     /// On histories too large for brute force the frontier and depth-first searches agree.
@@ -637,4 +832,97 @@ proptest! {
             }
         }
     }
+}
+
+/// Many clients appending the *same* text at once (Jepsen-style small values): the
+/// checker picks the string model there (the symbolic states tell such appends apart), and
+/// its verdicts agree with both models' searches, valid as generated and invalid with one
+/// get's length changed.
+#[test]
+fn identical_concurrent_appends_get_the_string_models_verdict() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut valid, mut invalid) = (0, 0);
+    for case in 0..12u64 {
+        // (linearization point, op): 6 clients append "x", then 6 others get, per round.
+        let mut ops: Vec<(u64, Op)> = Vec::new();
+        for round in 0..3u64 {
+            let base = round * 1000;
+            for p in 0..12u64 {
+                let get = p >= 6;
+                let call = base + if get { 100 + next(550) } else { next(50) };
+                let ret = call
+                    + if get {
+                        100 + next(200)
+                    } else {
+                        300 + next(300)
+                    };
+                let action = if get {
+                    Action::Get
+                } else {
+                    Action::Append(Value::Str("x".into()))
+                };
+                let op = Op {
+                    process: p,
+                    key: None,
+                    action,
+                    outcome: Outcome::Ok,
+                    call,
+                    ret: Some(ret),
+                    call_line: 0,
+                    ret_line: None,
+                };
+                ops.push((call + 1 + next(ret - call - 1), op));
+            }
+        }
+        ops.sort_by_key(|(point, _)| *point);
+        let mut len = 0usize;
+        let mut ops: Vec<Op> = ops
+            .into_iter()
+            .map(|(_, mut op)| {
+                if op.action == Action::Get {
+                    op.outcome = Outcome::Read(Value::Str("x".repeat(len).as_str().into()));
+                } else {
+                    len += 1;
+                }
+                op
+            })
+            .collect();
+        if case % 2 == 1 {
+            let gets: Vec<usize> = (0..ops.len())
+                .filter(|&i| ops[i].action == Action::Get)
+                .collect();
+            let g = gets[(case as usize * 5) % gets.len()];
+            let Outcome::Read(Value::Str(s)) = &ops[g].outcome else {
+                unreachable!()
+            };
+            let n = (s.len() as i64 + [-4i64, 6][(case as usize / 2) % 2]).max(0) as usize;
+            ops[g].outcome = Outcome::Read(Value::Str("x".repeat(n).as_str().into()));
+        }
+        let h = history(ops, 0);
+        let expected = search_verdict(&KvString, &h.ops);
+        assert_eq!(search_verdict(&Kv, &h.ops), expected, "case {case}");
+        let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
+        let want = if expected {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        assert_eq!(got.verdict, want, "case {case}: {}", got.to_text());
+        assert_report_prefix_is_concrete(&h, &got);
+        if expected {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid >= 6 && invalid >= 2,
+        "valid {valid}, invalid {invalid}"
+    );
 }

@@ -103,6 +103,12 @@ impl<M: Model> Model for Keyed<M> {
         a.key.unwrap_or(0) != b.key.unwrap_or(0)
     }
 
+    /// Each key's object is the inner model's; the inner model sees ops of several keys
+    /// (they carry their key).
+    fn concrete_order(&self, ops: &[&Op]) -> Vec<usize> {
+        self.inner.concrete_order(ops)
+    }
+
     fn leaves_state_unknown(&self, op: &Op) -> bool {
         self.inner.leaves_state_unknown(op)
     }
