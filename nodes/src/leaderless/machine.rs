@@ -15,8 +15,12 @@
 //! 3. **Execute.** A process's *frontier* is the highest value v such that every value
 //!    ≤ v of its clock is detached or attached to a command it knows committed. Processes
 //!    ship their frontier to each other in `Votes`, together with the commits of every
-//!    attached range it covers. A timestamp is *stable* at i when a majority's frontiers
-//!    (as i knows them) reach it; i executes committed commands with stable timestamps in
+//!    attached range it covers — except ranges attached to the receiver's own commands
+//!    not yet committed at the sender, shipped as conditions the receiver waits for
+//!    (its own decision, usually). So a member's `ProposeAck` carries its votes for the
+//!    command and the coordinator can execute on its decision, as in Tempo's
+//!    `MProposeAck`. A timestamp is *stable* at i when a majority's frontiers (as i may
+//!    count them) reach it; i executes committed commands with stable timestamps in
 //!    (timestamp, dot) order. The coordinator answers its client when it executes.
 //! 4. **Recovery.** A process that holds an uncommitted command for a short timeout runs
 //!    Paxos for it with a ballot of its own (`Recover` / `Consensus`): with answers from
@@ -1060,7 +1064,6 @@ impl Tempo {
         }
     }
 
-
     fn on_votes_ack(&mut self, from: &str, have: u64, gap: bool) {
         let acked = self.acked.get(from).copied().unwrap_or(0);
         if gap || have < acked {
@@ -1294,8 +1297,9 @@ impl Machine for Tempo {
     fn needs_durability(msg: &TempoMsg) -> bool {
         // Everything but the frontier messages promises something about state we hold: a
         // proposal (our clock and attached votes), a ballot, an accepted value, a
-        // decision. `Votes` never reach past our durable clock, and the commits they carry
-        // were decided (and made durable) by whoever decided them.
+        // decision. A `Votes` sent on its own never reaches past our durable clock (one
+        // that does rides in a batch with such messages, so the batch is held), and the
+        // commits it carries were decided (and made durable) by whoever decided them.
         match msg {
             TempoMsg::Votes { .. } | TempoMsg::VotesAck { .. } => false,
             TempoMsg::Batch(msgs) => msgs.iter().any(Self::needs_durability),
