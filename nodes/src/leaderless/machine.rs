@@ -1392,11 +1392,22 @@ impl Machine for Tempo {
     }
 
     fn client(&mut self, req: Request) -> Result<(), Rejection> {
-        // Refuse (definitely not applied) rather than take a request that cannot commit.
+        // Refuse (definitely not applied) rather than take a request that cannot commit:
+        // when no majority was heard from within the election timeout, or when a majority
+        // has left our messages unanswered for a heartbeat (a cut link: without this, a
+        // cut-off node took requests for 300 ms, and recovering them after the heal held
+        // up every replica's execution; nodes/README.md, "Leaderless under the harness").
+        let h = self.timing.heartbeat.max(1);
         let fresh = self
             .peers
             .iter()
-            .filter(|p| self.heard_within(p, self.timing.election_min))
+            .filter(|p| {
+                self.heard_within(p, self.timing.election_min)
+                    && !self
+                        .awaiting
+                        .get(*p)
+                        .is_some_and(|&t| self.now >= t + self.suspect_after().max(h))
+            })
             .count();
         if fresh + 1 < majority(self.n()) {
             return Err(Rejection::NoQuorum);
