@@ -1403,10 +1403,10 @@ impl Machine for Tempo {
             .iter()
             .filter(|p| {
                 self.heard_within(p, self.timing.election_min)
-                    && !self
+                    && self
                         .awaiting
                         .get(*p)
-                        .is_some_and(|&t| self.now >= t + self.suspect_after().max(h))
+                        .is_none_or(|&t| self.now < t + self.suspect_after().max(h))
             })
             .count();
         if fresh + 1 < majority(self.n()) {
