@@ -39,8 +39,8 @@ pub struct Disk {
     offsets: Vec<u64>,
     /// Length of the file: zero-filled and synced beyond the data.
     allocated: u64,
-    /// `records.jsonl`, opened on the first append (leaderless mode only).
-    records: Option<File>,
+    /// `records.jsonl`, opened by `load_records` or the first append (leaderless only).
+    records: Option<Records>,
 }
 
 /// How far the file is grown ahead of the log at a time (~40k entries).
@@ -149,24 +149,8 @@ impl Disk {
         self.log.write_all(&buf)
     }
 
-    /// Grows the zero-filled file to hold at least `end` bytes; synced at once, so the
-    /// size and block allocation are durable before any entry depends on them.
     fn reserve(&mut self, end: u64) -> io::Result<()> {
-        if end <= self.allocated {
-            return Ok(());
-        }
-        let new_len = end.div_ceil(GROW) * GROW;
-        let zeros = vec![0u8; 1 << 16];
-        self.log.seek(SeekFrom::Start(self.allocated))?;
-        let mut at = self.allocated;
-        while at < new_len {
-            let n = (new_len - at).min(zeros.len() as u64) as usize;
-            self.log.write_all(&zeros[..n])?;
-            at += n as u64;
-        }
-        self.log.sync_all()?;
-        self.allocated = new_len;
-        Ok(())
+        reserve(&mut self.log, &mut self.allocated, end)
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
@@ -174,53 +158,119 @@ impl Disk {
     }
 
     /// Leaderless mode's write-ahead records (`records.jsonl`, one JSON value a line,
-    /// append-only), as written by earlier runs. A torn last line (kill -9 mid-write) was
-    /// never acknowledged: it is cut off the file and not returned.
+    /// zero bytes after the last one, like `log.jsonl`), as written by earlier runs, and
+    /// opens the file for [`Disk::append_records`]. A torn last line (kill -9 mid-write)
+    /// was never acknowledged: it is zeroed (with anything after it) and not returned.
+    /// Files written by builds that appended without padding load the same way.
     pub fn load_records(&mut self) -> anyhow::Result<Vec<String>> {
         let path = self.dir.join(RECORDS);
-        let mut bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => anyhow::bail!("{}: {e}", path.display()),
-        };
-        let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if good < bytes.len() {
-            tracing::warn!("{}: dropping torn last record", path.display());
-            let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(good as u64)?;
-            f.sync_all()?;
-            bytes.truncate(good);
-        }
+        let (records, bytes) =
+            Records::open(&self.dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let text = String::from_utf8(bytes)
             .map_err(|e| anyhow::anyhow!("{}: not UTF-8: {e}", path.display()))?;
+        self.records = Some(records);
         Ok(text.lines().map(str::to_string).collect())
     }
 
-    /// Appends records (each one line, no newline inside); durable after [`Disk::sync`].
+    /// Writes records (each one line, no newline inside) after the last one; durable
+    /// after [`Disk::sync_records`].
     pub fn append_records(&mut self, lines: &[String]) -> io::Result<()> {
         if self.records.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(RECORDS))?;
-            // The file's directory entry must survive a crash before anything in it counts.
-            File::open(&self.dir)?.sync_all()?;
-            self.records = Some(f);
+            self.records = Some(Records::open(&self.dir)?.0);
         }
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for line in lines {
             buf.extend_from_slice(line.as_bytes());
             buf.push(b'\n');
         }
-        self.records.as_mut().unwrap().write_all(&buf)
+        self.records.as_mut().unwrap().append(&buf)
     }
 
-    /// Makes appended records durable (no-op when none were ever appended).
+    /// Makes written records durable (no-op when none were ever written).
     pub fn sync_records(&mut self) -> io::Result<()> {
         match &self.records {
-            Some(f) => f.sync_data(),
+            Some(r) => r.file.sync_data(),
             None => Ok(()),
         }
+    }
+}
+
+/// Grows `file` (zero-filled up to `allocated`) to hold at least `end` bytes, in whole
+/// [`GROW`] chunks of zeros, synced at once: the size and block allocation are durable
+/// before any data written there depends on them, so a later fdatasync writes data only.
+fn reserve(file: &mut File, allocated: &mut u64, end: u64) -> io::Result<()> {
+    if end <= *allocated {
+        return Ok(());
+    }
+    let new_len = end.div_ceil(GROW) * GROW;
+    let zeros = vec![0u8; 1 << 16];
+    file.seek(SeekFrom::Start(*allocated))?;
+    let mut at = *allocated;
+    while at < new_len {
+        let n = (new_len - at).min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        at += n as u64;
+    }
+    file.sync_all()?;
+    *allocated = new_len;
+    Ok(())
+}
+
+/// `records.jsonl` open for writing: records end at `end`, zeros follow up to `allocated`.
+///
+/// Pre-grown like `log.jsonl`: an appended file's fdatasync also writes the inode (its
+/// size), and leaderless mode has three fsyncs in sequence on every command's path
+/// (nodes/README.md, Performance).
+struct Records {
+    file: File,
+    end: u64,
+    allocated: u64,
+}
+
+impl Records {
+    /// Opens (creating) the file; returns it and the bytes of its whole records.
+    fn open(dir: &Path) -> io::Result<(Records, Vec<u8>)> {
+        let path = dir.join(RECORDS);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        // The file's directory entry must survive a crash before anything in it counts.
+        File::open(dir)?.sync_all()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let data_end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let good = bytes[..data_end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        // A torn last line, or bytes of an unsynced write that reached the disk beyond a
+        // hole, were never acknowledged: zero them, so later records never run into them.
+        if bytes[good..].iter().any(|&b| b != 0) {
+            tracing::warn!("{}: dropping torn last record", path.display());
+            file.seek(SeekFrom::Start(good as u64))?;
+            file.write_all(&vec![0; bytes.len() - good])?;
+            file.sync_data()?;
+        }
+        let allocated = bytes.len() as u64;
+        bytes.truncate(good);
+        let records = Records {
+            file,
+            end: good as u64,
+            allocated,
+        };
+        Ok((records, bytes))
+    }
+
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let end = self.end + buf.len() as u64;
+        reserve(&mut self.file, &mut self.allocated, end)?;
+        self.file.seek(SeekFrom::Start(self.end))?;
+        self.file.write_all(buf)?;
+        self.end = end;
+        Ok(())
     }
 }
 
@@ -278,6 +328,69 @@ mod tests {
         d.sync().unwrap();
         let (_, _, entries) = Disk::open(&dir).unwrap();
         assert_eq!(entries, vec![e(1), e(4)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_pre_grown_torn_tail_dropped_and_old_files_load() {
+        let dir = tmpdir("records");
+        let lines = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        {
+            let (mut d, _, _) = Disk::open(&dir).unwrap();
+            assert!(d.load_records().unwrap().is_empty());
+            d.append_records(&lines(&["{\"a\":1}", "{\"a\":2}"]))
+                .unwrap();
+            d.sync_records().unwrap();
+            d.append_records(&lines(&["{\"a\":3}"])).unwrap();
+            d.sync_records().unwrap();
+        }
+        let bytes = fs::read(dir.join(RECORDS)).unwrap();
+        assert_eq!(bytes.len() as u64, GROW, "file grown in a whole chunk");
+        // kill -9 in the middle of a write: half a record where the zeros began, and a
+        // stray block of a later write beyond a hole.
+        let end = bytes.iter().position(|&b| b == 0).unwrap();
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(dir.join(RECORDS))
+            .unwrap();
+        f.seek(SeekFrom::Start(end as u64)).unwrap();
+        f.write_all(b"{\"a\":4").unwrap();
+        f.seek(SeekFrom::Start(end as u64 + 4096)).unwrap();
+        f.write_all(b"{\"a\":5}\n").unwrap();
+        drop(f);
+        let (mut d, _, _) = Disk::open(&dir).unwrap();
+        assert_eq!(
+            d.load_records().unwrap(),
+            lines(&["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"])
+        );
+        let bytes = fs::read(dir.join(RECORDS)).unwrap();
+        assert!(bytes[end..].iter().all(|&b| b == 0), "torn tail zeroed");
+        d.append_records(&lines(&["{\"a\":6}"])).unwrap();
+        d.sync_records().unwrap();
+        let (mut d, _, _) = Disk::open(&dir).unwrap();
+        assert_eq!(d.load_records().unwrap().last().unwrap(), "{\"a\":6}");
+        // A file an earlier build appended to (no zeros, torn last line) loads too, and
+        // new records go after its last whole one.
+        fs::write(dir.join(RECORDS), b"{\"b\":1}\n{\"b\":2}\n{\"b\"").unwrap();
+        let (mut d, _, _) = Disk::open(&dir).unwrap();
+        assert_eq!(
+            d.load_records().unwrap(),
+            lines(&["{\"b\":1}", "{\"b\":2}"])
+        );
+        d.append_records(&lines(&["{\"b\":3}"])).unwrap();
+        d.sync_records().unwrap();
+        let (mut d, _, _) = Disk::open(&dir).unwrap();
+        assert_eq!(
+            d.load_records().unwrap(),
+            lines(&["{\"b\":1}", "{\"b\":2}", "{\"b\":3}"])
+        );
+        // Records past one chunk.
+        let many: Vec<String> = (0..60_000).map(|k| format!("{{\"c\":{k:080}}}")).collect();
+        d.append_records(&many).unwrap();
+        d.sync_records().unwrap();
+        let (mut d, _, _) = Disk::open(&dir).unwrap();
+        assert_eq!(d.load_records().unwrap().len(), 60_003);
+        assert!(fs::metadata(dir.join(RECORDS)).unwrap().len() > GROW);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -15,8 +15,12 @@
 //! 3. **Execute.** A process's *frontier* is the highest value v such that every value
 //!    ≤ v of its clock is detached or attached to a command it knows committed. Processes
 //!    ship their frontier to each other in `Votes`, together with the commits of every
-//!    attached range it covers. A timestamp is *stable* at i when a majority's frontiers
-//!    (as i knows them) reach it; i executes committed commands with stable timestamps in
+//!    attached range it covers — except ranges attached to the receiver's own commands
+//!    not yet committed at the sender, shipped as conditions the receiver waits for
+//!    (its own decision, usually). So a member's `ProposeAck` carries its votes for the
+//!    command and the coordinator can execute on its decision, as in Tempo's
+//!    `MProposeAck`. A timestamp is *stable* at i when a majority's frontiers (as i may
+//!    count them) reach it; i executes committed commands with stable timestamps in
 //!    (timestamp, dot) order. The coordinator answers its client when it executes.
 //! 4. **Recovery.** A process that holds an uncommitted command for a short timeout runs
 //!    Paxos for it with a ballot of its own (`Recover` / `Consensus`): with answers from
@@ -140,11 +144,17 @@ pub enum TempoMsg {
         acks: Vec<RecoverReply>,
     },
     /// The sender's frontier moved from `base` to `upto`; `commits` are the commands its
-    /// attached votes in (base, upto] belong to.
+    /// attached votes in (base, upto] belong to, except `cond`: commands the receiver
+    /// coordinates that the sender holds uncommitted (its attached votes for them are in
+    /// (base, upto]). The receiver counts `upto` once it knows every `cond` committed (of
+    /// this and earlier `Votes`) — Tempo's attached votes in `MProposeAck`: a member's
+    /// vote for a command reaches its coordinator with the ack, not a round later.
     Votes {
         base: u64,
         upto: u64,
         commits: Vec<Decided>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cond: Vec<RequestId>,
     },
     /// "I know your frontier up to `have`"; `gap`: a `Votes` arrived whose base was above
     /// it, so resend from `have`. Also sent every heartbeat, as a keep-alive and so a peer
@@ -153,6 +163,19 @@ pub enum TempoMsg {
         have: u64,
         gap: bool,
     },
+    /// Everything queued for one peer in one `ready`, handled in order: one frame, one
+    /// stream reply and one wake-up of the peer's loop instead of one per type.
+    Batch(Vec<TempoMsg>),
+}
+
+impl TempoMsg {
+    /// The message and, for a batch, the messages in it.
+    pub fn parts(&self) -> Vec<&TempoMsg> {
+        match self {
+            TempoMsg::Batch(msgs) => msgs.iter().collect(),
+            m => vec![m],
+        }
+    }
 }
 
 /// One command's durable state, as written to `records.jsonl` (the last record of a dot
@@ -270,7 +293,10 @@ impl Cmd {
     }
 }
 
-/// Messages queued for one peer, sent as one message per type in the next `ready`.
+type VotesPart = (u64, u64, Vec<Decided>, Vec<RequestId>);
+
+/// Messages queued for one peer, sent in the next `ready` as at most two messages: one
+/// that goes at once (`Votes`, `VotesAck`) and one held until our records are durable.
 #[derive(Debug, Default)]
 struct Outbox {
     propose: Vec<Proposal>,
@@ -280,8 +306,10 @@ struct Outbox {
     consensus_ack: Vec<BallotReply>,
     recover: Vec<Proposal>,
     recover_ack: Vec<RecoverReply>,
-    /// (base, upto, commits) of a `Votes`.
-    votes: Option<(u64, u64, Vec<Decided>)>,
+    /// (base, upto, commits, cond) of a `Votes` that goes at once (up to our durable
+    /// clock), and of one that rides with the messages held for the disk (beyond it).
+    votes: Option<VotesPart>,
+    votes_held: Option<VotesPart>,
     votes_ack: Option<(u64, bool)>,
 }
 
@@ -316,8 +344,13 @@ pub struct Tempo {
     #[cfg(test)]
     pub(crate) exec_order: Vec<(u64, Dot)>,
 
-    /// Each peer's frontier as far as we know it, with the commits it covers.
+    /// Each peer's frontier as far as its `Votes` reached us (what we acknowledge).
     frontier_of: BTreeMap<NodeId, u64>,
+    /// The part of it we may count: claims whose `cond` commands we all know committed.
+    usable_of: BTreeMap<NodeId, u64>,
+    /// Per peer, claims (upto, cond) waiting for a command of ours to commit, in order
+    /// (a later claim rests on the earlier ones' `cond` too).
+    pending_of: BTreeMap<NodeId, std::collections::VecDeque<(u64, Vec<Dot>)>>,
     /// Our frontier as shipped to / acknowledged by each peer.
     sent: BTreeMap<NodeId, u64>,
     acked: BTreeMap<NodeId, u64>,
@@ -387,6 +420,8 @@ impl Tempo {
             #[cfg(test)]
             exec_order: Vec::new(),
             frontier_of: BTreeMap::new(),
+            usable_of: BTreeMap::new(),
+            pending_of: BTreeMap::new(),
             sent: BTreeMap::new(),
             acked: BTreeMap::new(),
             last_heard: BTreeMap::new(),
@@ -548,6 +583,19 @@ impl Tempo {
             Some(&first) => (first - 1).min(self.clock),
             None => self.clock,
         }
+    }
+
+    /// Our frontier as shipped to `peer`: like [`Tempo::frontier`], but a value attached
+    /// to a command that `peer` coordinates counts even before it commits here (the peer
+    /// counts it only once it knows the command committed; see `TempoMsg::Votes`).
+    fn frontier_for(&self, peer: &str) -> u64 {
+        for &first in &self.open {
+            let (_, d) = &self.ranges[&first];
+            if d.0 != peer {
+                return (first - 1).min(self.clock);
+            }
+        }
+        self.clock
     }
 
     /// Attaches the next clock values, up to at least `min`, to `d`; returns the proposal.
@@ -929,7 +977,14 @@ impl Tempo {
         self.check_accepted(d);
     }
 
-    fn on_votes(&mut self, from: &str, base: u64, upto: u64, commits: Vec<Decided>) {
+    fn on_votes(
+        &mut self,
+        from: &str,
+        base: u64,
+        upto: u64,
+        commits: Vec<Decided>,
+        cond: Vec<RequestId>,
+    ) {
         let have = self.frontier_of.get(from).copied().unwrap_or(0);
         if base > have {
             self.out(from).votes_ack = Some((have, true));
@@ -939,9 +994,74 @@ impl Tempo {
             let d = self.hold(&c.req, &[]);
             self.learn_commit(&d, c.ts);
         }
+        if upto > have {
+            // Only ours can be conditions; anything else would be a sender's bug, and not
+            // counting the claim until it commits here is safe either way.
+            let cond: Vec<Dot> = cond.iter().map(dot).collect();
+            self.pending_of
+                .entry(from.to_string())
+                .or_default()
+                .push_back((upto, cond));
+            self.resolve_claims(from);
+        }
         let have = have.max(upto);
         self.frontier_of.insert(from.to_string(), have);
         self.out(from).votes_ack = Some((have, false));
+    }
+
+    /// Counts `peer`'s frontier claims whose conditions are all committed here.
+    fn resolve_claims(&mut self, peer: &str) {
+        let Some(q) = self.pending_of.get_mut(peer) else {
+            return;
+        };
+        let mut usable = None;
+        while let Some((upto, cond)) = q.front() {
+            let known = cond
+                .iter()
+                .all(|d| self.cmds.get(d).is_some_and(|c| c.committed.is_some()));
+            if !known {
+                break;
+            }
+            usable = Some(*upto);
+            q.pop_front();
+        }
+        if let Some(u) = usable {
+            let e = self.usable_of.entry(peer.to_string()).or_insert(0);
+            *e = (*e).max(u);
+        }
+    }
+
+    fn on_message(&mut self, from: &str, msg: TempoMsg) {
+        match msg {
+            TempoMsg::Propose { cmds } => cmds.into_iter().for_each(|p| self.on_propose(from, p)),
+            TempoMsg::ProposeAck { acks } => acks
+                .into_iter()
+                .for_each(|(id, ts)| self.on_propose_ack(from, id, ts)),
+            TempoMsg::Commit { cmds } => {
+                for c in cmds {
+                    let d = self.hold(&c.req, &[]);
+                    self.learn_commit(&d, c.ts);
+                }
+            }
+            TempoMsg::Consensus { cmds } => {
+                cmds.into_iter().for_each(|p| self.on_consensus(from, p))
+            }
+            TempoMsg::ConsensusAck { acks } => acks
+                .into_iter()
+                .for_each(|r| self.on_consensus_ack(from, r)),
+            TempoMsg::Recover { cmds } => cmds.into_iter().for_each(|p| self.on_recover(from, p)),
+            TempoMsg::RecoverAck { acks } => {
+                acks.into_iter().for_each(|r| self.on_recover_ack(from, r))
+            }
+            TempoMsg::Votes {
+                base,
+                upto,
+                commits,
+                cond,
+            } => self.on_votes(from, base, upto, commits, cond),
+            TempoMsg::VotesAck { have, gap } => self.on_votes_ack(from, have, gap),
+            TempoMsg::Batch(msgs) => msgs.into_iter().for_each(|m| self.on_message(from, m)),
+        }
     }
 
     fn on_votes_ack(&mut self, from: &str, have: u64, gap: bool) {
@@ -960,7 +1080,7 @@ impl Tempo {
         let mut f: Vec<u64> = self
             .peers
             .iter()
-            .map(|p| self.frontier_of.get(p).copied().unwrap_or(0))
+            .map(|p| self.usable_of.get(p).copied().unwrap_or(0))
             .collect();
         f.push(self.frontier());
         f.sort_unstable_by(|a, b| b.cmp(a));
@@ -993,39 +1113,77 @@ impl Tempo {
     }
 
     /// Every peer's frontier we have not shipped yet, with the commits it covers.
+    ///
+    /// A `Votes` that goes at once reaches no further than the clock of the last durable
+    /// batch (a restart restores at least that). Beyond it, our frontier rides with the
+    /// messages held until everything written so far is durable, if any: so a member's
+    /// `ProposeAck` carries its votes for the command, and a coordinator's `Commit` its
+    /// frontier past it (Tempo's `MProposeAck` and `MCommit` carry votes the same way).
     fn ship_votes(&mut self) {
-        let mine = self.frontier().min(self.durable_clock);
         for peer in self.peers.clone() {
-            let base = self.sent.get(&peer).copied().unwrap_or(0);
             // A suspected peer gets only the keep-alive until it answers: shipping to a
             // dead peer would re-serialize up to MAX_SHIP commits on every batch.
-            if mine <= base || self.suspected(&peer) {
+            if self.suspected(&peer) {
                 continue;
             }
-            let mut upto = mine;
-            let mut commits = Vec::new();
-            for (&first, (_, d)) in self.ranges.range(base + 1..=mine) {
-                if commits.len() == MAX_SHIP {
-                    upto = first - 1;
-                    break;
-                }
-                let c = &self.cmds[d];
-                let ts = c
-                    .committed
-                    .expect("ranges under the frontier are committed");
-                commits.push(Decided {
+            let mine = self.frontier_for(&peer);
+            let base = self.sent.get(&peer).copied().unwrap_or(0);
+            if mine.min(self.durable_clock) > base {
+                let part = self.votes_part(base, mine.min(self.durable_clock));
+                self.sent.insert(peer.clone(), part.1);
+                self.out(&peer).votes = Some(part);
+            }
+            let base = self.sent.get(&peer).copied().unwrap_or(0);
+            let held = self.out.get(&peer).is_some_and(Outbox::needs_durability);
+            if held && mine.min(self.clock) > base {
+                let part = self.votes_part(base, mine.min(self.clock));
+                self.sent.insert(peer.clone(), part.1);
+                self.out(&peer).votes_held = Some(part);
+            }
+        }
+    }
+
+    /// A `Votes` from `base` towards `mine` (a frontier shipped to some peer): up to
+    /// [`MAX_SHIP`] commits; attached ranges still open here are the peer's `cond`.
+    fn votes_part(&self, base: u64, mine: u64) -> VotesPart {
+        let mut upto = mine;
+        let mut commits = Vec::new();
+        let mut cond = Vec::new();
+        for (&first, (_, d)) in self.ranges.range(base + 1..=mine) {
+            if commits.len() == MAX_SHIP {
+                upto = first - 1;
+                break;
+            }
+            let c = &self.cmds[d];
+            match c.committed {
+                Some(ts) => commits.push(Decided {
                     req: c.req.clone(),
                     ts,
-                });
+                }),
+                // Under `frontier_for(peer)`, only the peer's own commands are open.
+                None => cond.push(c.req.id.clone()),
             }
-            self.sent.insert(peer.clone(), upto);
-            self.out(&peer).votes = Some((base, upto, commits));
         }
+        (base, upto, commits, cond)
     }
 }
 
 impl Outbox {
-    fn drain(&mut self) -> Vec<TempoMsg> {
+    /// (messages that may go at once, messages held for the disk).
+    fn drain(&mut self) -> (Vec<TempoMsg>, Vec<TempoMsg>) {
+        let votes = |(base, upto, commits, cond)| TempoMsg::Votes {
+            base,
+            upto,
+            commits,
+            cond,
+        };
+        let mut free = Vec::new();
+        if let Some(v) = self.votes.take() {
+            free.push(votes(v));
+        }
+        if let Some((have, gap)) = self.votes_ack.take() {
+            free.push(TempoMsg::VotesAck { have, gap });
+        }
         let mut msgs = Vec::new();
         if !self.propose.is_empty() {
             msgs.push(TempoMsg::Propose {
@@ -1062,17 +1220,21 @@ impl Outbox {
                 acks: std::mem::take(&mut self.recover_ack),
             });
         }
-        if let Some((base, upto, commits)) = self.votes.take() {
-            msgs.push(TempoMsg::Votes {
-                base,
-                upto,
-                commits,
-            });
+        if let Some(v) = self.votes_held.take() {
+            msgs.push(votes(v));
         }
-        if let Some((have, gap)) = self.votes_ack.take() {
-            msgs.push(TempoMsg::VotesAck { have, gap });
-        }
-        msgs
+        (free, msgs)
+    }
+
+    /// Does anything queued promise state that must be durable first?
+    fn needs_durability(&self) -> bool {
+        !(self.propose.is_empty()
+            && self.propose_ack.is_empty()
+            && self.commit.is_empty()
+            && self.consensus.is_empty()
+            && self.consensus_ack.is_empty()
+            && self.recover.is_empty()
+            && self.recover_ack.is_empty())
     }
 }
 
@@ -1122,6 +1284,9 @@ impl Machine for Tempo {
             TempoMsg::RecoverAck { .. } => TempoKind::RecoverAck,
             TempoMsg::Votes { .. } => TempoKind::Votes,
             TempoMsg::VotesAck { .. } => TempoKind::VotesAck,
+            // Named by its first part, the one the batch is for (`drain` puts the
+            // protocol messages first, votes last).
+            TempoMsg::Batch(msgs) => msgs.first().map_or(TempoKind::VotesAck, Self::kind),
         }
     }
 
@@ -1132,9 +1297,14 @@ impl Machine for Tempo {
     fn needs_durability(msg: &TempoMsg) -> bool {
         // Everything but the frontier messages promises something about state we hold: a
         // proposal (our clock and attached votes), a ballot, an accepted value, a
-        // decision. `Votes` never reach past our durable clock, and the commits they carry
-        // were decided (and made durable) by whoever decided them.
-        !matches!(msg, TempoMsg::Votes { .. } | TempoMsg::VotesAck { .. })
+        // decision. A `Votes` sent on its own never reaches past our durable clock (one
+        // that does rides in a batch with such messages, so the batch is held), and the
+        // commits it carries were decided (and made durable) by whoever decided them.
+        match msg {
+            TempoMsg::Votes { .. } | TempoMsg::VotesAck { .. } => false,
+            TempoMsg::Batch(msgs) => msgs.iter().any(Self::needs_durability),
+            _ => true,
+        }
     }
 
     fn persisted(&mut self, mark: StableMark) {
@@ -1196,34 +1366,7 @@ impl Machine for Tempo {
             return None;
         }
         self.alive(from);
-        match msg {
-            TempoMsg::Propose { cmds } => cmds.into_iter().for_each(|p| self.on_propose(from, p)),
-            TempoMsg::ProposeAck { acks } => acks
-                .into_iter()
-                .for_each(|(id, ts)| self.on_propose_ack(from, id, ts)),
-            TempoMsg::Commit { cmds } => {
-                for c in cmds {
-                    let d = self.hold(&c.req, &[]);
-                    self.learn_commit(&d, c.ts);
-                }
-            }
-            TempoMsg::Consensus { cmds } => {
-                cmds.into_iter().for_each(|p| self.on_consensus(from, p))
-            }
-            TempoMsg::ConsensusAck { acks } => acks
-                .into_iter()
-                .for_each(|r| self.on_consensus_ack(from, r)),
-            TempoMsg::Recover { cmds } => cmds.into_iter().for_each(|p| self.on_recover(from, p)),
-            TempoMsg::RecoverAck { acks } => {
-                acks.into_iter().for_each(|r| self.on_recover_ack(from, r))
-            }
-            TempoMsg::Votes {
-                base,
-                upto,
-                commits,
-            } => self.on_votes(from, base, upto, commits),
-            TempoMsg::VotesAck { have, gap } => self.on_votes_ack(from, have, gap),
-        }
+        self.on_message(from, msg);
         None
     }
 
@@ -1249,11 +1392,22 @@ impl Machine for Tempo {
     }
 
     fn client(&mut self, req: Request) -> Result<(), Rejection> {
-        // Refuse (definitely not applied) rather than take a request that cannot commit.
+        // Refuse (definitely not applied) rather than take a request that cannot commit:
+        // when no majority was heard from within the election timeout, or when a majority
+        // has left our messages unanswered for a heartbeat (a cut link: without this, a
+        // cut-off node took requests for 300 ms, and recovering them after the heal held
+        // up every replica's execution; nodes/README.md, "Leaderless under the harness").
+        let h = self.timing.heartbeat.max(1);
         let fresh = self
             .peers
             .iter()
-            .filter(|p| self.heard_within(p, self.timing.election_min))
+            .filter(|p| {
+                self.heard_within(p, self.timing.election_min)
+                    && self
+                        .awaiting
+                        .get(*p)
+                        .is_none_or(|&t| self.now < t + self.suspect_after().max(h))
+            })
             .count();
         if fresh + 1 < majority(self.n()) {
             return Err(Rejection::NoQuorum);
@@ -1287,6 +1441,9 @@ impl Machine for Tempo {
     }
 
     fn ready(&mut self) -> Ready<TempoMsg> {
+        for peer in self.peers.clone() {
+            self.resolve_claims(&peer);
+        }
         self.execute();
         self.ship_votes();
         let mut records = Vec::with_capacity(self.dirty.len());
@@ -1320,12 +1477,17 @@ impl Machine for Tempo {
         });
         let mut messages = Vec::new();
         for (peer, ob) in self.out.iter_mut() {
-            let before = messages.len();
-            for m in ob.drain() {
-                messages.push((peer.clone(), m));
-            }
-            if messages.len() > before && !self.awaiting.contains_key(peer) {
-                self.awaiting.insert(peer.clone(), self.now);
+            let (free, held) = ob.drain();
+            for mut msgs in [free, held] {
+                let msg = match msgs.len() {
+                    0 => continue,
+                    1 => msgs.pop().unwrap(),
+                    _ => TempoMsg::Batch(msgs),
+                };
+                messages.push((peer.clone(), msg));
+                if !self.awaiting.contains_key(peer) {
+                    self.awaiting.insert(peer.clone(), self.now);
+                }
             }
         }
         Ready {
