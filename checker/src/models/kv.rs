@@ -92,9 +92,10 @@ impl Default for KvState {
     }
 }
 
-const BASE: u64 = 0x100_0000_01b3;
+/// The polynomial string hash's base (also `KvString`'s).
+pub(super) const BASE: u64 = 0x100_0000_01b3;
 
-fn poly_hash(s: &[u8]) -> u64 {
+pub(super) fn poly_hash(s: &[u8]) -> u64 {
     s.iter().fold(0u64, |h, &b| {
         h.wrapping_mul(BASE).wrapping_add(b as u64 + 1)
     })
@@ -324,7 +325,7 @@ fn arrange(items: &[Item], rest: &[u8]) -> Option<Vec<usize>> {
 
 /// The text a value stands for in the kv model (nil is the empty string), and whether it
 /// was allocated here rather than shared with the history.
-fn text(v: &Value) -> (Arc<str>, bool) {
+pub(super) fn text(v: &Value) -> (Arc<str>, bool) {
     match v {
         Value::Nil => (Arc::from(""), false),
         Value::Int(i) => (Arc::from(i.to_string()), true),

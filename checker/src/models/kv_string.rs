@@ -9,6 +9,7 @@
 //! get compares lengths first and then the text from the end, where concurrent appends
 //! differ; two states are compared in full only when length and hash agree.
 
+use super::kv::{self, poly_hash, Kv, BASE};
 use crate::history::{Action, Op, Outcome, Value};
 use crate::model::{Model, Step};
 use std::sync::Arc;
@@ -43,14 +44,6 @@ pub struct KvStringState {
     len: usize,
     hash: u64,
     last: Option<Arc<Chunk>>,
-}
-
-const BASE: u64 = 0x100_0000_01b3;
-
-fn poly_hash(s: &[u8]) -> u64 {
-    s.iter().fold(0u64, |h, &b| {
-        h.wrapping_mul(BASE).wrapping_add(b as u64 + 1)
-    })
 }
 
 fn base_pow(mut n: usize) -> u64 {
@@ -173,13 +166,9 @@ impl PartialEq for KvStringState {
 
 impl Eq for KvStringState {}
 
-/// The text a value stands for in the kv model (nil is the empty string).
+/// The text a value stands for (nil is the empty string), as in [`Kv`].
 fn text(v: &Value) -> Arc<str> {
-    match v {
-        Value::Nil => Arc::from(""),
-        Value::Int(i) => Arc::from(i.to_string()),
-        Value::Str(s) => s.clone(),
-    }
+    kv::text(v).0
 }
 
 impl Model for KvString {
@@ -222,14 +211,13 @@ impl Model for KvString {
         format!("{:?}", state.text())
     }
 
+    // The ops and what they mean are [`Kv`]'s; only the state differs.
     fn supports(&self, action: &Action) -> bool {
-        matches!(action, Action::Get | Action::Put(_) | Action::Append(_))
+        Kv.supports(action)
     }
 
-    /// Gets observe and puts overwrite; an append's result depends on the string before it,
-    /// so a part with appends keeps the eager search.
     fn overwrites_or_observes(&self, op: &Op) -> bool {
-        matches!(op.action, Action::Get | Action::Put(_))
+        Kv.overwrites_or_observes(op)
     }
 
     /// Appends only extend the string: a get can become legal only if the state is a prefix
@@ -242,7 +230,7 @@ impl Model for KvString {
     }
 
     fn resets(&self, op: &Op) -> bool {
-        matches!(op.action, Action::Put(_))
+        Kv.resets(op)
     }
 
     /// The newest chunk (the rest is shared with the state it was appended to).
@@ -254,10 +242,7 @@ impl Model for KvString {
     }
 
     fn may_become_legal_after(&self, reset: &Op, read: &Op) -> bool {
-        match (&reset.action, &read.action, &read.outcome) {
-            (Action::Put(p), Action::Get, Outcome::Read(v)) => text(v).starts_with(&*text(p)),
-            _ => true,
-        }
+        Kv.may_become_legal_after(reset, read)
     }
 }
 
