@@ -99,11 +99,7 @@ impl Disk {
         // write that landed beyond a hole) was never acknowledged: zero it, so later
         // appends never run into it.
         let allocated = bytes.len() as u64;
-        if bytes[good as usize..].iter().any(|&b| b != 0) {
-            log.seek(SeekFrom::Start(good))?;
-            log.write_all(&vec![0; bytes.len() - good as usize])?;
-            log.sync_data()?;
-        }
+        zero_tail(&mut log, &bytes, good as usize)?;
         let disk = Disk {
             dir: dir.to_path_buf(),
             log,
@@ -248,11 +244,8 @@ impl Records {
             .map_or(0, |i| i + 1);
         // A torn last line, or bytes of an unsynced write that reached the disk beyond a
         // hole, were never acknowledged: zero them, so later records never run into them.
-        if bytes[good..].iter().any(|&b| b != 0) {
+        if zero_tail(&mut file, &bytes, good)? {
             tracing::warn!("{}: dropping torn last record", path.display());
-            file.seek(SeekFrom::Start(good as u64))?;
-            file.write_all(&vec![0; bytes.len() - good])?;
-            file.sync_data()?;
         }
         let allocated = bytes.len() as u64;
         bytes.truncate(good);
@@ -272,6 +265,18 @@ impl Records {
         self.end = end;
         Ok(())
     }
+}
+
+/// Zeroes and syncs whatever non-zero bytes follow `good` in a file whose contents are
+/// `bytes`; says whether there were any.
+fn zero_tail(file: &mut File, bytes: &[u8], good: usize) -> io::Result<bool> {
+    if bytes[good..].iter().all(|&b| b == 0) {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(good as u64))?;
+    file.write_all(&vec![0; bytes.len() - good])?;
+    file.sync_data()?;
+    Ok(true)
 }
 
 #[cfg(test)]
