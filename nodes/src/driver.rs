@@ -19,7 +19,7 @@ use crate::command::{NodeId, Outcome, Request, RequestId};
 use crate::disk::{Disk, HardState};
 use crate::log::{Entry, StableMark};
 use crate::machine::{Machine, Ready, Rejection, Status};
-use crate::transport::{SendFailure, StreamReply, Transport};
+use crate::transport::{Link, SendFailure, StreamReply, Transport};
 
 /// Most events folded into one batch, so ticks and replies are never starved.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -37,6 +37,11 @@ pub enum Event<M, K> {
         to: NodeId,
         kind: K,
         result: Result<Option<M>, SendFailure>,
+    },
+    /// What became of our posts to `peer` (see `Transport::post`).
+    Link {
+        peer: NodeId,
+        link: Link,
     },
     Client {
         req: Request,
@@ -128,6 +133,8 @@ pub struct Driver<M: Machine> {
     durable: u64,
     /// Outputs waiting for `durable` to reach their sequence number (non-decreasing).
     gated: VecDeque<(u64, Output<M::Msg>)>,
+    /// Posts that failed at once, for the machine to hear of in the next batch.
+    refused: Vec<Event<M::Msg, M::Kind>>,
 }
 
 impl<M: Machine> Driver<M> {
@@ -153,6 +160,7 @@ impl<M: Machine> Driver<M> {
             issued: 0,
             durable: 0,
             gated: VecDeque::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -166,20 +174,35 @@ impl<M: Machine> Driver<M> {
             .spawn(move || disk_thread::<M>(disk, job_rx, report))
             .expect("spawn disk thread");
 
+        let mut links = self.transport.links();
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = ticker.tick() => Event::Tick,
-                ev = self.events.recv() => match ev {
-                    Some(ev) => ev,
-                    None => return,
+            let first = match self.refused.pop() {
+                Some(ev) => ev,
+                None => tokio::select! {
+                    biased;
+                    _ = ticker.tick() => Event::Tick,
+                    Some((peer, link)) = links.recv() => Event::Link { peer, link },
+                    ev = self.events.recv() => match ev {
+                        Some(ev) => ev,
+                        None => return,
+                    },
                 },
             };
             let mut held = Vec::new();
             if !self.handle(first, &mut held) {
                 return;
+            }
+            for ev in std::mem::take(&mut self.refused) {
+                if !self.handle(ev, &mut held) {
+                    return;
+                }
+            }
+            while let Ok((peer, link)) = links.try_recv() {
+                if !self.handle(Event::Link { peer, link }, &mut held) {
+                    return;
+                }
             }
             for _ in 0..MAX_BATCH_EVENTS {
                 match self.events.try_recv() {
@@ -204,6 +227,7 @@ impl<M: Machine> Driver<M> {
             Event::Tick => {
                 self.machine.tick();
                 self.waiters.retain(|_, w| !w.is_closed());
+                self.transport.expire();
             }
             Event::Peer { from, msg, reply } => {
                 let out = self.machine.step(&from, msg);
@@ -219,6 +243,13 @@ impl<M: Machine> Driver<M> {
                     let definite =
                         matches!(failure, SendFailure::Isolated | SendFailure::Connect(_));
                     self.machine.undelivered(&to, kind, definite);
+                }
+            },
+            Event::Link { peer, link } => match link {
+                Link::Acked => self.machine.delivered(&peer),
+                Link::Lost { definite } => {
+                    tracing::debug!(%peer, definite, "posts lost with their stream");
+                    self.machine.posts_lost(&peer, definite);
                 }
             },
             Event::Client {
@@ -328,6 +359,17 @@ impl<M: Machine> Driver<M> {
 
     fn emit(&mut self, out: Output<M::Msg>) {
         match out {
+            Output::Send(to, msg) if !M::expects_reply(&msg) => {
+                if let Err(failure) = self.transport.post(&to, &msg, M::kind_name(&msg)) {
+                    tracing::debug!(peer = %to, ?failure, "post not sent");
+                    let definite =
+                        matches!(failure, SendFailure::Isolated | SendFailure::Connect(_));
+                    self.refused.push(Event::Link {
+                        peer: to,
+                        link: Link::Lost { definite },
+                    });
+                }
+            }
             Output::Send(to, msg) => {
                 let transport = self.transport.clone();
                 let loopback = self.loopback.clone();

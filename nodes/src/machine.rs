@@ -118,9 +118,23 @@ pub trait Machine: Send + 'static {
         self.unreachable(peer);
     }
     /// A message to `peer` was delivered and the peer's node loop answered it (a sign of
-    /// life). Protocols with a failure detector override it.
+    /// life); for posts, the peer acknowledged some. Protocols with a failure detector
+    /// override it.
     fn delivered(&mut self, peer: &str) {
         let _ = peer;
+    }
+    /// Does the sender wait for the peer's reply to this message? A protocol whose
+    /// messages are all one-way says no: they are posted (`Transport::post`), and the
+    /// protocol hears of them only through `delivered` and `posts_lost`.
+    fn expects_reply(msg: &Self::Msg) -> bool {
+        let _ = msg;
+        true
+    }
+    /// Posts to `peer` may have been lost with their stream (`definite`: certainly never
+    /// arrived).
+    fn posts_lost(&mut self, peer: &str, definite: bool) {
+        let _ = definite;
+        self.unreachable(peer);
     }
     /// A client request taken by this node.
     fn client(&mut self, req: Request) -> Result<(), Rejection>;

@@ -6,10 +6,18 @@
 //! A request/response over HTTP costs both sides a full HTTP exchange per message; on
 //! this stream it costs a frame (nodes/README.md, Performance, has the figures).
 //!
+//! A protocol whose messages need no reply (leaderless) *posts* them instead: no reply
+//! frame, no waiting caller; the peer acknowledges everything it has taken with one
+//! cumulative frame at most every [`ACK_DELAY`], and the sender hears of acknowledgements
+//! and lost streams as [`Link`] events (`Transport::links`). Per message that saves the
+//! peer a reply write and the sender a read, a task, a timer and a wake-up of its loop.
+//!
 //! Every message has a total timeout: a peer that is down, paused or cut off costs at
 //! most one timeout, after which the stream is dropped and the next message opens a new
-//! one (connect timeout too). `POST /peer/message` (one message per HTTP request, the
-//! reply in the response body) is still served, for tools and tests.
+//! one (connect timeout too). For posts the timeout runs from the oldest post not yet
+//! acknowledged, and is checked by `Transport::expire` (the node loop calls it each
+//! tick). `POST /peer/message` (one message per HTTP request, the reply in the response
+//! body) is still served, for tools and tests.
 //!
 //! Also the simulated partition: peers named in `isolated` get no messages from us and
 //! their messages to us are refused (see `POST /admin/isolate`).
@@ -17,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -48,10 +56,28 @@ pub const STREAM_PATH: &str = "/peer/stream";
 pub const STREAM_PROTOCOL: &str = "faultline-peer";
 pub const PEER_HEADER: &str = "x-faultline-peer";
 
-/// Frame tags: a request, its reply (JSON `Option<M>`), or its refusal (a reason).
+/// Frame tags: a request, its reply (JSON `Option<M>`), or its refusal (a reason); a post
+/// (a request that gets no reply), and the acknowledgement of every post up to its id.
 pub const TAG_REQUEST: u8 = 0;
 pub const TAG_REPLY: u8 = 1;
 pub const TAG_REFUSED: u8 = 2;
+pub const TAG_POST: u8 = 3;
+pub const TAG_ACK: u8 = 4;
+
+/// Longest a receiver holds back its acknowledgement of posts, so that one frame answers
+/// every post that arrived meanwhile. Well below the failure detectors' patience (the
+/// leaderless mode suspects a peer after 20–30 ms without an answer).
+pub const ACK_DELAY: Duration = Duration::from_millis(4);
+
+/// What became of the posts to a peer (see [`Transport::post`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The peer took posts (a sign of life).
+    Acked,
+    /// The stream died with posts unacknowledged: they may be lost. `definite` when they
+    /// certainly never arrived (link cut, no connection).
+    Lost { definite: bool },
+}
 
 /// Largest frame accepted: a catch-up append of 1024 entries is far below this.
 const MAX_FRAME: usize = 64 << 20;
@@ -94,14 +120,29 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 type Waiter = oneshot::Sender<Result<Vec<u8>, SendFailure>>;
+type LinkSink = mpsc::UnboundedSender<(NodeId, Link)>;
 
-/// One outgoing stream to a peer: requests queue on `out`; `pending` holds the callers
-/// waiting for replies, and becomes `None` once the stream is dead.
+/// What a live stream owes: callers waiting for replies, and the posts not yet
+/// acknowledged (ids are increasing per stream: `posted` is the last one queued).
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    posted: u64,
+    acked: u64,
+    /// Since when posts have gone unacknowledged with no acknowledgement at all (an
+    /// acknowledgement of some of them restarts it: the peer is alive and reading).
+    silent_since: Option<Instant>,
+}
+
+/// One outgoing stream to a peer: frames queue on `out`; `pending` becomes `None` once
+/// the stream is dead.
 struct Conn {
-    out: mpsc::UnboundedSender<(u64, Vec<u8>)>,
-    pending: Mutex<Option<HashMap<u64, Waiter>>>,
+    peer: NodeId,
+    out: mpsc::UnboundedSender<(u64, u8, Vec<u8>)>,
+    pending: Mutex<Option<Pending>>,
     /// Tells the stream's writer to stop (and so close the socket) once it is dead.
     closed: tokio::sync::Notify,
+    links: Option<LinkSink>,
 }
 
 impl Conn {
@@ -109,35 +150,95 @@ impl Conn {
     fn register(&self, id: u64, waiter: Waiter) -> Result<(), Waiter> {
         match self.pending.lock().unwrap().as_mut() {
             Some(p) => {
-                p.insert(id, waiter);
+                p.waiters.insert(id, waiter);
                 Ok(())
             }
             None => Err(waiter),
         }
     }
 
-    fn complete(&self, id: u64, result: Result<Vec<u8>, SendFailure>) {
+    /// Counts post `id` as queued; false if the stream is already dead.
+    fn note_post(&self, id: u64) -> bool {
+        match self.pending.lock().unwrap().as_mut() {
+            Some(p) => {
+                p.posted = id;
+                p.silent_since.get_or_insert_with(Instant::now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands a reply to its caller; false if nobody waits for `id` (a post, or a caller
+    /// that gave up).
+    fn complete(&self, id: u64, result: Result<Vec<u8>, SendFailure>) -> bool {
         let waiter = self
             .pending
             .lock()
             .unwrap()
             .as_mut()
-            .and_then(|p| p.remove(&id));
-        if let Some(w) = waiter {
-            let _ = w.send(result);
+            .and_then(|p| p.waiters.remove(&id));
+        match waiter {
+            Some(w) => {
+                let _ = w.send(result);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The peer took every post up to `id`.
+    fn acked(&self, id: u64) {
+        self.answered(id, Link::Acked);
+    }
+
+    /// The peer refused post `id` (it cut the link on its side, or could not read it):
+    /// alive, but that post is certainly lost.
+    fn refused_post(&self, id: u64) {
+        self.answered(id, Link::Lost { definite: true });
+    }
+
+    fn answered(&self, id: u64, link: Link) {
+        let mut pending = self.pending.lock().unwrap();
+        let Some(p) = pending.as_mut() else { return };
+        p.acked = p.acked.max(id);
+        p.silent_since = (p.acked < p.posted).then(Instant::now);
+        drop(pending);
+        if let Some(links) = &self.links {
+            let _ = links.send((self.peer.clone(), link));
+        }
+    }
+
+    /// Posts have gone unacknowledged for `timeout`.
+    fn silent_for(&self, timeout: Duration) -> bool {
+        self.pending
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|p| p.silent_since)
+            .is_some_and(|t| t.elapsed() >= timeout)
     }
 
     fn forget(&self, id: u64) {
         if let Some(p) = self.pending.lock().unwrap().as_mut() {
-            p.remove(&id);
+            p.waiters.remove(&id);
         }
     }
 
-    /// Marks the stream dead and fails everyone waiting on it.
+    /// Marks the stream dead and fails everyone waiting on it; reports unacknowledged
+    /// posts as lost.
     fn fail_all(&self, failure: impl Fn() -> SendFailure) {
-        let waiters = self.pending.lock().unwrap().take();
-        for (_, w) in waiters.into_iter().flatten() {
+        let Some(pending) = self.pending.lock().unwrap().take() else {
+            self.closed.notify_one();
+            return;
+        };
+        if pending.acked < pending.posted {
+            let definite = matches!(failure(), SendFailure::Isolated | SendFailure::Connect(_));
+            if let Some(links) = &self.links {
+                let _ = links.send((self.peer.clone(), Link::Lost { definite }));
+            }
+        }
+        for (_, w) in pending.waiters {
             let _ = w.send(Err(failure()));
         }
         self.closed.notify_one();
@@ -163,6 +264,8 @@ pub struct Transport {
     isolated: RwLock<BTreeSet<NodeId>>,
     conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
     next_id: AtomicU64,
+    /// Where `Link` events about posts go (one subscriber: the node loop).
+    links: Mutex<Option<LinkSink>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -203,8 +306,17 @@ impl Transport {
             isolated: RwLock::new(BTreeSet::new()),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            links: Mutex::new(None),
             metrics,
         })
+    }
+
+    /// Subscribes to acknowledgements and losses of posts, for every stream opened from
+    /// now on (a later call replaces the subscriber).
+    pub fn links(&self) -> mpsc::UnboundedReceiver<(NodeId, Link)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.links.lock().unwrap() = Some(tx);
+        rx
     }
 
     pub fn peer_ids(&self) -> impl Iterator<Item = &NodeId> {
@@ -253,9 +365,11 @@ impl Transport {
         }
         let (out, out_rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
+            peer: to.to_string(),
             out,
-            pending: Mutex::new(Some(HashMap::new())),
+            pending: Mutex::new(Some(Pending::default())),
             closed: tokio::sync::Notify::new(),
+            links: self.links.lock().unwrap().clone(),
         });
         conns.insert(to.to_string(), conn.clone());
         tokio::spawn(run_stream(
@@ -305,7 +419,7 @@ impl Transport {
                 }
             }
         };
-        if conn.out.send((id, body)).is_err() {
+        if conn.out.send((id, TAG_REQUEST, body)).is_err() {
             conn.forget(id);
             self.drop_conn(to, &conn);
             return Err(SendFailure::NoReply("stream to peer closed".into()));
@@ -336,6 +450,57 @@ impl Transport {
         }
         Ok(reply)
     }
+
+    /// Queues `msg` for `to` as a post: no reply, no waiting. Posts to one peer are sent
+    /// in the order of the calls. An `Err` means it certainly did not leave (cut off,
+    /// unknown peer, unserializable); a post that leaves and is lost with its stream is
+    /// reported later, as `Link::Lost`, once per stream.
+    pub fn post<M: Serialize>(
+        &self,
+        to: &str,
+        msg: &M,
+        kind: &'static str,
+    ) -> Result<(), SendFailure> {
+        if self.is_isolated(to) {
+            return Err(SendFailure::Isolated);
+        }
+        let Some(addr) = self.peers.get(to) else {
+            return Err(SendFailure::Connect(format!("unknown peer {to}")));
+        };
+        let body = serde_json::to_vec(msg).map_err(|e| SendFailure::Connect(e.to_string()))?;
+        self.metrics.message(to, kind, Direction::Sent);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = loop {
+            let conn = self.conn(to, addr);
+            if conn.note_post(id) {
+                break conn;
+            }
+            self.drop_conn(to, &conn);
+        };
+        if conn.out.send((id, TAG_POST, body)).is_err() {
+            // The writer is gone: the stream is dead or dying, and reports the loss.
+            self.drop_conn(to, &conn);
+            conn.fail_all(|| SendFailure::NoReply("stream to peer closed".into()));
+        }
+        Ok(())
+    }
+
+    /// Drops every stream whose posts have gone unacknowledged for the message timeout
+    /// (a hung peer or link), reporting them lost; the next post opens a new stream.
+    pub fn expire(&self) {
+        let silent: Vec<(NodeId, Arc<Conn>)> = self
+            .conns
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, c)| c.silent_for(self.timeout))
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect();
+        for (peer, conn) in silent {
+            self.drop_conn(&peer, &conn);
+            conn.fail_all(|| SendFailure::NoReply("posts unacknowledged, stream dropped".into()));
+        }
+    }
 }
 
 /// Opens the stream (connect, upgrade), then writes queued requests and hands replies to
@@ -346,7 +511,7 @@ async fn run_stream(
     secret: Option<Arc<str>>,
     timeout: Duration,
     conn: Arc<Conn>,
-    mut out: mpsc::UnboundedReceiver<(u64, Vec<u8>)>,
+    mut out: mpsc::UnboundedReceiver<(u64, u8, Vec<u8>)>,
 ) {
     let stream =
         match tokio::time::timeout(timeout, open_stream(&addr, &me, secret.as_deref())).await {
@@ -366,10 +531,15 @@ async fn run_stream(
         let mut buf = Vec::new();
         loop {
             match read_frame(&mut rd, &mut buf).await {
-                Ok(Some((id, TAG_REPLY))) => reader_conn.complete(id, Ok(std::mem::take(&mut buf))),
+                Ok(Some((id, TAG_REPLY))) => {
+                    reader_conn.complete(id, Ok(std::mem::take(&mut buf)));
+                }
+                Ok(Some((id, TAG_ACK))) => reader_conn.acked(id),
                 Ok(Some((id, _))) => {
                     let why = String::from_utf8_lossy(&buf).into_owned();
-                    reader_conn.complete(id, Err(SendFailure::NoReply(why)));
+                    if !reader_conn.complete(id, Err(SendFailure::NoReply(why))) {
+                        reader_conn.refused_post(id);
+                    }
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -382,7 +552,7 @@ async fn run_stream(
         // the kernel would deliver what it still holds once the link is back — up to a
         // second after the heal (TCP's retransmission backoff), messages the protocol
         // already counted as lost.
-        let (id, body) = tokio::select! {
+        let (id, tag, body) = tokio::select! {
             m = out.recv() => match m {
                 Some(m) => m,
                 None => break,
@@ -390,10 +560,10 @@ async fn run_stream(
             _ = conn.closed.notified() => break,
         };
         buf.clear();
-        encode_frame(&mut buf, id, TAG_REQUEST, &body);
+        encode_frame(&mut buf, id, tag, &body);
         while buf.len() < MAX_WRITE {
             match out.try_recv() {
-                Ok((id, body)) => encode_frame(&mut buf, id, TAG_REQUEST, &body),
+                Ok((id, tag, body)) => encode_frame(&mut buf, id, tag, &body),
                 Err(_) => break,
             }
         }
@@ -479,6 +649,8 @@ pub async fn serve_stream<IO, M, F, Fut>(
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Result<Option<M>, String>)>();
     let writer_transport = transport.clone();
     let writer_from = from.clone();
+    let acks = Arc::new(Acks::default());
+    let writer_acks = acks.clone();
     let writer = tokio::spawn(async move {
         let mut buf = Vec::new();
         let mut body = Vec::new();
@@ -495,23 +667,48 @@ pub async fn serve_stream<IO, M, F, Fut>(
             }
             Err(why) => encode_frame(buf, id, TAG_REFUSED, why.as_bytes()),
         };
-        while let Some(first) = rx.recv().await {
+        let acks = writer_acks;
+        let mut acked = 0;
+        let mut ack_due: Option<tokio::time::Instant> = None;
+        loop {
             buf.clear();
-            encode(&mut buf, first);
-            while buf.len() < MAX_WRITE {
-                match rx.try_recv() {
-                    Ok(r) => encode(&mut buf, r),
-                    Err(_) => break,
+            tokio::select! {
+                r = rx.recv() => {
+                    let Some(first) = r else { break };
+                    encode(&mut buf, first);
+                    while buf.len() < MAX_WRITE {
+                        match rx.try_recv() {
+                            Ok(r) => encode(&mut buf, r),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = acks.wanted.notified(), if ack_due.is_none() => {
+                    ack_due = Some(tokio::time::Instant::now() + ACK_DELAY);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if ack_due.is_some() => {
+                    ack_due = None;
+                    // Cleared before reading `taken`: a post taken after this read asks
+                    // for a new acknowledgement.
+                    acks.scheduled.store(false, Ordering::SeqCst);
                 }
             }
-            if wr.write_all(&buf).await.is_err() {
+            // Any write carries the acknowledgement of every post taken so far.
+            let taken = acks.taken.load(Ordering::SeqCst);
+            if taken > acked {
+                encode_frame(&mut buf, taken, TAG_ACK, &[]);
+                acked = taken;
+            }
+            if !buf.is_empty() && wr.write_all(&buf).await.is_err() {
                 break;
             }
         }
     });
     let mut buf = Vec::new();
     while let Ok(Some((id, tag))) = read_frame(&mut rd, &mut buf).await {
-        if tag != TAG_REQUEST {
+        if tag != TAG_REQUEST && tag != TAG_POST {
             break;
         }
         if transport.is_isolated(&from) {
@@ -528,9 +725,18 @@ pub async fn serve_stream<IO, M, F, Fut>(
         transport
             .metrics
             .message(&from, kind(&msg), Direction::Received);
-        let reply = StreamReply { id, tx: tx.clone() };
+        let reply = StreamReply {
+            id,
+            tx: (tag == TAG_REQUEST).then(|| tx.clone()),
+        };
         if !deliver(msg, reply).await {
             break;
+        }
+        if tag == TAG_POST {
+            acks.taken.store(id, Ordering::SeqCst);
+            if !acks.scheduled.swap(true, Ordering::SeqCst) {
+                acks.wanted.notify_one();
+            }
         }
     }
     drop(tx);
@@ -538,14 +744,199 @@ pub async fn serve_stream<IO, M, F, Fut>(
     let _ = writer.await;
 }
 
-/// Where the answer to one request that came in on a stream goes.
+/// Posts a stream's reader has handed to the node loop, for its writer to acknowledge:
+/// `taken` is the last post's id, `scheduled` says an acknowledgement is already due
+/// (so a burst of posts wakes the writer once), `wanted` wakes it.
+#[derive(Default)]
+struct Acks {
+    taken: AtomicU64,
+    scheduled: std::sync::atomic::AtomicBool,
+    wanted: tokio::sync::Notify,
+}
+
+/// A served stream's outgoing frames: a reply (or the refusal of a request or post).
+type ReplySink<M> = mpsc::UnboundedSender<(u64, Result<Option<M>, String>)>;
+
+/// Where the answer to one request that came in on a stream goes (nowhere for a post).
 pub struct StreamReply<M> {
     id: u64,
-    tx: mpsc::UnboundedSender<(u64, Result<Option<M>, String>)>,
+    tx: Option<ReplySink<M>>,
 }
 
 impl<M> StreamReply<M> {
+    /// Sends the reply; for a post, whatever the protocol returned is dropped (a
+    /// protocol that posts a message expects nothing back).
     pub fn send(self, reply: Option<M>) {
-        let _ = self.tx.send((self.id, Ok(reply)));
+        if let Some(tx) = self.tx {
+            let _ = tx.send((self.id, Ok(reply)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn transport(id: &str, peers: &[(NodeId, String)], timeout: Duration) -> Arc<Transport> {
+        let metrics = Arc::new(Metrics::default());
+        Arc::new(
+            Transport::new(
+                id.into(),
+                peers,
+                timeout,
+                metrics,
+                None,
+                Duration::from_secs(10),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn kind(_: &u64) -> &'static str {
+        "n"
+    }
+
+    /// Accepts one stream, answers its upgrade, and returns the socket.
+    async fn accept_stream(listener: &TcpListener) -> TcpStream {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "upgrade request cut short"
+            );
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .await
+            .unwrap();
+        s
+    }
+
+    /// A peer `b` that serves streams from `a` and passes every message on.
+    async fn peer_b(isolate_a: bool) -> (String, mpsc::UnboundedReceiver<u64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let b = transport(
+            "b",
+            &[("a".into(), "127.0.0.1:1".into())],
+            Duration::from_secs(1),
+        );
+        if isolate_a {
+            b.isolate(&["a".into()]);
+        }
+        tokio::spawn(async move {
+            loop {
+                let s = accept_stream(&listener).await;
+                let tx = tx.clone();
+                tokio::spawn(serve_stream(
+                    s,
+                    "a".into(),
+                    b.clone(),
+                    kind,
+                    move |m, reply| {
+                        reply.send(None);
+                        let ok = tx.send(m).is_ok();
+                        async move { ok }
+                    },
+                ));
+            }
+        });
+        (addr, rx)
+    }
+
+    async fn next_link(links: &mut mpsc::UnboundedReceiver<(NodeId, Link)>) -> Link {
+        let (peer, link) = tokio::time::timeout(Duration::from_secs(5), links.recv())
+            .await
+            .expect("no link event within 5 s")
+            .unwrap();
+        assert_eq!(peer, "b");
+        link
+    }
+
+    #[tokio::test]
+    async fn posts_arrive_in_order_and_one_frame_acknowledges_a_burst() {
+        let (addr, mut got) = peer_b(false).await;
+        let a = transport("a", &[("b".into(), addr)], Duration::from_secs(1));
+        let mut links = a.links();
+        for i in 0..200u64 {
+            a.post("b", &i, "n").unwrap();
+        }
+        for i in 0..200u64 {
+            assert_eq!(got.recv().await, Some(i));
+        }
+        assert_eq!(next_link(&mut links).await, Link::Acked);
+        tokio::time::sleep(ACK_DELAY * 5).await;
+        let mut acks = 1;
+        while let Ok((_, link)) = links.try_recv() {
+            assert_eq!(link, Link::Acked);
+            acks += 1;
+        }
+        // Replies would have been 200 frames; the acknowledgements of a burst are a few.
+        assert!(
+            acks <= 10,
+            "{acks} acknowledgements for one burst of 200 posts"
+        );
+        a.expire();
+        assert!(links.try_recv().is_err(), "an acknowledged stream expired");
+    }
+
+    #[tokio::test]
+    async fn posts_a_peer_never_acknowledges_are_reported_lost_after_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // A hung peer: takes the stream, reads nothing, answers nothing.
+        let hung = tokio::spawn(async move {
+            let _s = accept_stream(&listener).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let timeout = Duration::from_millis(200);
+        let a = transport("a", &[("b".into(), addr)], timeout);
+        let mut links = a.links();
+        a.post("b", &1u64, "n").unwrap();
+        tokio::time::sleep(timeout / 4).await;
+        a.expire();
+        assert!(links.try_recv().is_err(), "expired before the timeout");
+        tokio::time::sleep(timeout).await;
+        a.expire();
+        assert_eq!(next_link(&mut links).await, Link::Lost { definite: false });
+        hung.abort();
+    }
+
+    #[tokio::test]
+    async fn cut_links_and_refusals_lose_posts_definitely() {
+        // Nobody listens: the connection is never made.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = transport(
+            "a",
+            &[("b".into(), format!("127.0.0.1:{port}"))],
+            Duration::from_secs(1),
+        );
+        let mut links = a.links();
+        a.post("b", &1u64, "n").unwrap();
+        assert_eq!(next_link(&mut links).await, Link::Lost { definite: true });
+
+        // We cut the link: posts do not leave.
+        a.isolate(&["b".into()]);
+        assert!(matches!(
+            a.post("b", &2u64, "n"),
+            Err(SendFailure::Isolated)
+        ));
+
+        // The peer cut the link on its side: it refuses each post.
+        let (addr, mut got) = peer_b(true).await;
+        let a = transport("a", &[("b".into(), addr)], Duration::from_secs(1));
+        let mut links = a.links();
+        a.post("b", &3u64, "n").unwrap();
+        assert_eq!(next_link(&mut links).await, Link::Lost { definite: true });
+        assert!(got.try_recv().is_err(), "an isolated peer took a post");
     }
 }

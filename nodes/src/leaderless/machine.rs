@@ -1376,7 +1376,17 @@ impl Machine for Tempo {
         self.sent.insert(peer.to_string(), acked);
     }
 
+    fn expects_reply(_: &TempoMsg) -> bool {
+        // Tempo's messages are one-way: an answer, where there is one, is a message of
+        // its own.
+        false
+    }
+
     fn undelivered(&mut self, peer: &str, _kind: TempoKind, definite: bool) {
+        self.posts_lost(peer, definite);
+    }
+
+    fn posts_lost(&mut self, peer: &str, definite: bool) {
         self.unreachable(peer);
         if definite {
             // Refused or cut off: no need to wait to know it is not answering.
