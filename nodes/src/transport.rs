@@ -11,6 +11,9 @@
 //! cumulative frame at most every [`ACK_DELAY`], and the sender hears of acknowledgements
 //! and lost streams as [`Link`] events (`Transport::links`). Per message that saves the
 //! peer a reply write and the sender a read, a task, a timer and a wake-up of its loop.
+//! "Taken" means handed to the peer's node loop, not yet handled by it (a loop that
+//! stalls alone is noticed once its bounded queue fills); so a stream that dies reports
+//! its posts lost even when all were acknowledged.
 //!
 //! Every message has a total timeout: a peer that is down, paused or cut off costs at
 //! most one timeout, after which the stream is dropped and the next message opens a new
@@ -22,7 +25,7 @@
 //! Also the simulated partition: peers named in `isolated` get no messages from us and
 //! their messages to us are refused (see `POST /admin/isolate`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -123,15 +126,16 @@ type Waiter = oneshot::Sender<Result<Vec<u8>, SendFailure>>;
 type LinkSink = mpsc::UnboundedSender<(NodeId, Link)>;
 
 /// What a live stream owes: callers waiting for replies, and the posts not yet
-/// acknowledged (ids are increasing per stream: `posted` is the last one queued).
+/// acknowledged with the time each was queued (ids increase along a stream).
 #[derive(Default)]
 struct Pending {
     waiters: HashMap<u64, Waiter>,
-    posted: u64,
+    /// Did any post go out on this stream? (Its acknowledgement says the peer took it,
+    /// not that its node loop handled it: if the stream dies, even acknowledged posts
+    /// may be lost with the peer's queue.)
+    posted: bool,
     acked: u64,
-    /// Since when posts have gone unacknowledged with no acknowledgement at all (an
-    /// acknowledgement of some of them restarts it: the peer is alive and reading).
-    silent_since: Option<Instant>,
+    unacked: VecDeque<(u64, Instant)>,
 }
 
 /// One outgoing stream to a peer: frames queue on `out`; `pending` becomes `None` once
@@ -142,7 +146,8 @@ struct Conn {
     pending: Mutex<Option<Pending>>,
     /// Tells the stream's writer to stop (and so close the socket) once it is dead.
     closed: tokio::sync::Notify,
-    links: Option<LinkSink>,
+    /// The transport's subscriber, looked up at each event (it may subscribe later).
+    links: Arc<Mutex<Option<LinkSink>>>,
 }
 
 impl Conn {
@@ -161,8 +166,8 @@ impl Conn {
     fn note_post(&self, id: u64) -> bool {
         match self.pending.lock().unwrap().as_mut() {
             Some(p) => {
-                p.posted = id;
-                p.silent_since.get_or_insert_with(Instant::now);
+                p.posted = true;
+                p.unacked.push_back((id, Instant::now()));
                 true
             }
             None => false,
@@ -201,22 +206,34 @@ impl Conn {
     fn answered(&self, id: u64, link: Link) {
         let mut pending = self.pending.lock().unwrap();
         let Some(p) = pending.as_mut() else { return };
+        // An acknowledgement that moves nothing (it crossed a refusal of a later post)
+        // says nothing new, and must not clear the suspicion the refusal raised.
+        if link == Link::Acked && id <= p.acked {
+            return;
+        }
         p.acked = p.acked.max(id);
-        p.silent_since = (p.acked < p.posted).then(Instant::now);
+        while p.unacked.front().is_some_and(|&(i, _)| i <= p.acked) {
+            p.unacked.pop_front();
+        }
         drop(pending);
-        if let Some(links) = &self.links {
+        self.link(link);
+    }
+
+    fn link(&self, link: Link) {
+        if let Some(links) = self.links.lock().unwrap().as_ref() {
             let _ = links.send((self.peer.clone(), link));
         }
     }
 
-    /// Posts have gone unacknowledged for `timeout`.
+    /// The oldest unacknowledged post has waited `timeout` (a peer that acknowledges
+    /// only now and then, a backlogged one, expires like a silent one).
     fn silent_for(&self, timeout: Duration) -> bool {
         self.pending
             .lock()
             .unwrap()
             .as_ref()
-            .and_then(|p| p.silent_since)
-            .is_some_and(|t| t.elapsed() >= timeout)
+            .and_then(|p| p.unacked.front())
+            .is_some_and(|(_, t)| t.elapsed() >= timeout)
     }
 
     fn forget(&self, id: u64) {
@@ -232,11 +249,9 @@ impl Conn {
             self.closed.notify_one();
             return;
         };
-        if pending.acked < pending.posted {
+        if pending.posted {
             let definite = matches!(failure(), SendFailure::Isolated | SendFailure::Connect(_));
-            if let Some(links) = &self.links {
-                let _ = links.send((self.peer.clone(), Link::Lost { definite }));
-            }
+            self.link(Link::Lost { definite });
         }
         for (_, w) in pending.waiters {
             let _ = w.send(Err(failure()));
@@ -265,7 +280,7 @@ pub struct Transport {
     conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
     next_id: AtomicU64,
     /// Where `Link` events about posts go (one subscriber: the node loop).
-    links: Mutex<Option<LinkSink>>,
+    links: Arc<Mutex<Option<LinkSink>>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -306,13 +321,13 @@ impl Transport {
             isolated: RwLock::new(BTreeSet::new()),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            links: Mutex::new(None),
+            links: Arc::new(Mutex::new(None)),
             metrics,
         })
     }
 
-    /// Subscribes to acknowledgements and losses of posts, for every stream opened from
-    /// now on (a later call replaces the subscriber).
+    /// Subscribes to acknowledgements and losses of posts (a later call replaces the
+    /// subscriber).
     pub fn links(&self) -> mpsc::UnboundedReceiver<(NodeId, Link)> {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.links.lock().unwrap() = Some(tx);
@@ -369,7 +384,7 @@ impl Transport {
             out,
             pending: Mutex::new(Some(Pending::default())),
             closed: tokio::sync::Notify::new(),
-            links: self.links.lock().unwrap().clone(),
+            links: self.links.clone(),
         });
         conns.insert(to.to_string(), conn.clone());
         tokio::spawn(run_stream(
@@ -567,7 +582,12 @@ async fn run_stream(
                 Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() || conn.is_dead() {
+        // A hung peer with a full window blocks the write: it must still see `closed`.
+        let wrote = tokio::select! {
+            r = wr.write_all(&buf) => r.is_ok(),
+            _ = conn.closed.notified() => false,
+        };
+        if !wrote || conn.is_dead() {
             break;
         }
     }
@@ -693,6 +713,14 @@ pub async fn serve_stream<IO, M, F, Fut>(
                     // Cleared before reading `taken`: a post taken after this read asks
                     // for a new acknowledgement.
                     acks.scheduled.store(false, Ordering::SeqCst);
+                    // Refusals queued before a later post was taken go out before its
+                    // acknowledgement.
+                    while buf.len() < MAX_WRITE {
+                        match rx.try_recv() {
+                            Ok(r) => encode(&mut buf, r),
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
             // Any write carries the acknowledgement of every post taken so far.
@@ -858,50 +886,76 @@ mod tests {
         link
     }
 
-    #[tokio::test]
-    async fn posts_arrive_in_order_and_one_frame_acknowledges_a_burst() {
-        let (addr, mut got) = peer_b(false).await;
-        let a = transport("a", &[("b".into(), addr)], Duration::from_secs(1));
-        let mut links = a.links();
-        for i in 0..200u64 {
-            a.post("b", &i, "n").unwrap();
+    fn drain(links: &mut mpsc::UnboundedReceiver<(NodeId, Link)>) -> Vec<Link> {
+        let mut got = Vec::new();
+        while let Ok((_, link)) = links.try_recv() {
+            got.push(link);
         }
-        for i in 0..200u64 {
+        got
+    }
+
+    /// A peer that takes the stream and then neither reads nor answers.
+    async fn hung_peer() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let _s = accept_stream(&listener).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn posts_arrive_in_order_and_a_few_frames_acknowledge_a_burst() {
+        let (addr, mut got) = peer_b(false).await;
+        let timeout = Duration::from_millis(100);
+        let a = transport("a", &[("b".into(), addr)], timeout);
+        let mut links = a.links();
+        let mut next = 0u64;
+        // Two bursts: the second must be acknowledged too (the writer schedules a new
+        // acknowledgement after sending one).
+        for _ in 0..2 {
+            for _ in 0..200 {
+                a.post("b", &next, "n").unwrap();
+                next += 1;
+            }
+            assert_eq!(next_link(&mut links).await, Link::Acked);
+            tokio::time::sleep(ACK_DELAY * 5).await;
+            let more = drain(&mut links);
+            assert!(more.iter().all(|l| *l == Link::Acked), "{more:?}");
+            // Replies would have been 200 frames.
+            assert!(
+                more.len() < 10,
+                "{} acknowledgements for 200 posts",
+                more.len() + 1
+            );
+        }
+        for i in 0..next {
             assert_eq!(got.recv().await, Some(i));
         }
-        assert_eq!(next_link(&mut links).await, Link::Acked);
-        tokio::time::sleep(ACK_DELAY * 5).await;
-        let mut acks = 1;
-        while let Ok((_, link)) = links.try_recv() {
-            assert_eq!(link, Link::Acked);
-            acks += 1;
-        }
-        // Replies would have been 200 frames; the acknowledgements of a burst are a few.
-        assert!(
-            acks <= 10,
-            "{acks} acknowledgements for one burst of 200 posts"
-        );
+        // Everything acknowledged: nothing expires, however long we wait.
+        tokio::time::sleep(timeout * 2).await;
         a.expire();
-        assert!(links.try_recv().is_err(), "an acknowledged stream expired");
+        assert_eq!(drain(&mut links), vec![]);
     }
 
     #[tokio::test]
     async fn posts_a_peer_never_acknowledges_are_reported_lost_after_the_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        // A hung peer: takes the stream, reads nothing, answers nothing.
-        let hung = tokio::spawn(async move {
-            let _s = accept_stream(&listener).await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        });
+        let (addr, hung) = hung_peer().await;
         let timeout = Duration::from_millis(200);
         let a = transport("a", &[("b".into(), addr)], timeout);
         let mut links = a.links();
-        a.post("b", &1u64, "n").unwrap();
-        tokio::time::sleep(timeout / 4).await;
-        a.expire();
-        assert!(links.try_recv().is_err(), "expired before the timeout");
-        tokio::time::sleep(timeout).await;
+        let start = Instant::now();
+        // Posts keep coming more often than the timeout: the oldest one still counts.
+        let mut i = 0u64;
+        while start.elapsed() < timeout * 3 / 4 {
+            a.post("b", &i, "n").unwrap();
+            i += 1;
+            tokio::time::sleep(timeout / 8).await;
+            a.expire();
+            assert_eq!(drain(&mut links), vec![], "expired before the timeout");
+        }
+        tokio::time::sleep(timeout / 2).await;
         a.expire();
         assert_eq!(next_link(&mut links).await, Link::Lost { definite: false });
         hung.abort();
@@ -924,18 +978,25 @@ mod tests {
         a.post("b", &1u64, "n").unwrap();
         assert_eq!(next_link(&mut links).await, Link::Lost { definite: true });
 
-        // We cut the link: posts do not leave.
+        // We cut the link while posts are in flight, then post again: they do not leave.
+        let (addr, hung) = hung_peer().await;
+        let a = transport("a", &[("b".into(), addr)], Duration::from_secs(1));
+        let mut links = a.links();
+        a.post("b", &2u64, "n").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         a.isolate(&["b".into()]);
+        assert_eq!(next_link(&mut links).await, Link::Lost { definite: true });
         assert!(matches!(
-            a.post("b", &2u64, "n"),
+            a.post("b", &3u64, "n"),
             Err(SendFailure::Isolated)
         ));
+        hung.abort();
 
         // The peer cut the link on its side: it refuses each post.
         let (addr, mut got) = peer_b(true).await;
         let a = transport("a", &[("b".into(), addr)], Duration::from_secs(1));
         let mut links = a.links();
-        a.post("b", &3u64, "n").unwrap();
+        a.post("b", &4u64, "n").unwrap();
         assert_eq!(next_link(&mut links).await, Link::Lost { definite: true });
         assert!(got.try_recv().is_err(), "an isolated peer took a post");
     }
