@@ -133,8 +133,6 @@ pub struct Driver<M: Machine> {
     durable: u64,
     /// Outputs waiting for `durable` to reach their sequence number (non-decreasing).
     gated: VecDeque<(u64, Output<M::Msg>)>,
-    /// Posts that failed at once, for the machine to hear of in the next batch.
-    refused: Vec<Event<M::Msg, M::Kind>>,
 }
 
 impl<M: Machine> Driver<M> {
@@ -160,7 +158,6 @@ impl<M: Machine> Driver<M> {
             issued: 0,
             durable: 0,
             gated: VecDeque::new(),
-            refused: Vec::new(),
         }
     }
 
@@ -178,26 +175,18 @@ impl<M: Machine> Driver<M> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let first = match self.refused.pop() {
-                Some(ev) => ev,
-                None => tokio::select! {
-                    biased;
-                    _ = ticker.tick() => Event::Tick,
-                    Some((peer, link)) = links.recv() => Event::Link { peer, link },
-                    ev = self.events.recv() => match ev {
-                        Some(ev) => ev,
-                        None => return,
-                    },
+            let first = tokio::select! {
+                biased;
+                _ = ticker.tick() => Event::Tick,
+                Some((peer, link)) = links.recv() => Event::Link { peer, link },
+                ev = self.events.recv() => match ev {
+                    Some(ev) => ev,
+                    None => return,
                 },
             };
             let mut held = Vec::new();
             if !self.handle(first, &mut held) {
                 return;
-            }
-            for ev in std::mem::take(&mut self.refused) {
-                if !self.handle(ev, &mut held) {
-                    return;
-                }
             }
             while let Ok((peer, link)) = links.try_recv() {
                 if !self.handle(Event::Link { peer, link }, &mut held) {
@@ -240,9 +229,7 @@ impl<M: Machine> Driver<M> {
                 Ok(None) => self.machine.delivered(&to),
                 Err(failure) => {
                     tracing::debug!(peer = %to, ?failure, "message not delivered");
-                    let definite =
-                        matches!(failure, SendFailure::Isolated | SendFailure::Connect(_));
-                    self.machine.undelivered(&to, kind, definite);
+                    self.machine.undelivered(&to, kind, failure.is_definite());
                 }
             },
             Event::Link { peer, link } => match link {
@@ -361,13 +348,9 @@ impl<M: Machine> Driver<M> {
         match out {
             Output::Send(to, msg) if !M::expects_reply(&msg) => {
                 if let Err(failure) = self.transport.post(&to, &msg, M::kind_name(&msg)) {
+                    // Nothing left: the machine hears of it now (its next `ready` sees it).
                     tracing::debug!(peer = %to, ?failure, "post not sent");
-                    let definite =
-                        matches!(failure, SendFailure::Isolated | SendFailure::Connect(_));
-                    self.refused.push(Event::Link {
-                        peer: to,
-                        link: Link::Lost { definite },
-                    });
+                    self.machine.posts_lost(&to, failure.is_definite());
                 }
             }
             Output::Send(to, msg) => {

@@ -54,6 +54,13 @@ pub enum SendFailure {
     NoReply(String),
 }
 
+impl SendFailure {
+    /// Did the message certainly never arrive (link cut, no connection)?
+    pub fn is_definite(&self) -> bool {
+        matches!(self, SendFailure::Isolated | SendFailure::Connect(_))
+    }
+}
+
 /// Path of the upgrade request, and the header naming the connecting peer.
 pub const STREAM_PATH: &str = "/peer/stream";
 pub const STREAM_PROTOCOL: &str = "faultline-peer";
@@ -130,12 +137,18 @@ type LinkSink = mpsc::UnboundedSender<(NodeId, Link)>;
 #[derive(Default)]
 struct Pending {
     waiters: HashMap<u64, Waiter>,
-    /// Did any post go out on this stream? (Its acknowledgement says the peer took it,
-    /// not that its node loop handled it: if the stream dies, even acknowledged posts
-    /// may be lost with the peer's queue.)
-    posted: bool,
+    /// The last post the peer answered (acknowledged or refused); 0: none.
     acked: u64,
     unacked: VecDeque<(u64, Instant)>,
+}
+
+impl Pending {
+    /// Did any post go out on this stream? (An acknowledgement says the peer took it, not
+    /// that its node loop handled it: if the stream dies, even acknowledged posts may be
+    /// lost with the peer's queue.)
+    fn posted(&self) -> bool {
+        self.acked > 0 || !self.unacked.is_empty()
+    }
 }
 
 /// One outgoing stream to a peer: frames queue on `out`; `pending` becomes `None` once
@@ -166,7 +179,6 @@ impl Conn {
     fn note_post(&self, id: u64) -> bool {
         match self.pending.lock().unwrap().as_mut() {
             Some(p) => {
-                p.posted = true;
                 p.unacked.push_back((id, Instant::now()));
                 true
             }
@@ -242,16 +254,17 @@ impl Conn {
         }
     }
 
-    /// Marks the stream dead and fails everyone waiting on it; reports unacknowledged
-    /// posts as lost.
+    /// Marks the stream dead and fails everyone waiting on it; reports its posts (if it
+    /// carried any) as lost.
     fn fail_all(&self, failure: impl Fn() -> SendFailure) {
         let Some(pending) = self.pending.lock().unwrap().take() else {
             self.closed.notify_one();
             return;
         };
-        if pending.posted {
-            let definite = matches!(failure(), SendFailure::Isolated | SendFailure::Connect(_));
-            self.link(Link::Lost { definite });
+        if pending.posted() {
+            self.link(Link::Lost {
+                definite: failure().is_definite(),
+            });
         }
         for (_, w) in pending.waiters {
             let _ = w.send(Err(failure()));
@@ -405,6 +418,29 @@ impl Transport {
         }
     }
 
+    /// The address of `to`, unless the link to it is cut or it is no peer of ours.
+    fn address(&self, to: &str) -> Result<&str, SendFailure> {
+        if self.is_isolated(to) {
+            return Err(SendFailure::Isolated);
+        }
+        self.peers
+            .get(to)
+            .map(String::as_str)
+            .ok_or_else(|| SendFailure::Connect(format!("unknown peer {to}")))
+    }
+
+    /// A live stream to `to` that `claim` accepted (it fails on a stream that died between
+    /// lookup and claim: then a fresh one is opened).
+    fn live_conn(&self, to: &str, addr: &str, mut claim: impl FnMut(&Conn) -> bool) -> Arc<Conn> {
+        loop {
+            let conn = self.conn(to, addr);
+            if claim(&conn) {
+                return conn;
+            }
+            self.drop_conn(to, &conn);
+        }
+    }
+
     /// Sends `msg` and returns the peer's reply, if its protocol gives one.
     pub async fn send<M: Serialize + DeserializeOwned>(
         &self,
@@ -412,28 +448,19 @@ impl Transport {
         msg: M,
         kind: fn(&M) -> &'static str,
     ) -> Result<Option<M>, SendFailure> {
-        if self.is_isolated(to) {
-            return Err(SendFailure::Isolated);
-        }
-        let Some(addr) = self.peers.get(to) else {
-            return Err(SendFailure::Connect(format!("unknown peer {to}")));
-        };
+        let addr = self.address(to)?;
         self.metrics.message(to, kind(&msg), Direction::Sent);
         let body = serde_json::to_vec(&msg).map_err(|e| SendFailure::Connect(e.to_string()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let mut waiter = tx;
-        let conn = loop {
-            let conn = self.conn(to, addr);
-            match conn.register(id, waiter) {
-                Ok(()) => break conn,
-                Err(w) => {
-                    // Died between lookup and registration: open a fresh one.
-                    waiter = w;
-                    self.drop_conn(to, &conn);
-                }
+        let mut waiter = Some(tx);
+        let conn = self.live_conn(to, addr, |c| match c.register(id, waiter.take().unwrap()) {
+            Ok(()) => true,
+            Err(w) => {
+                waiter = Some(w);
+                false
             }
-        };
+        });
         if conn.out.send((id, TAG_REQUEST, body)).is_err() {
             conn.forget(id);
             self.drop_conn(to, &conn);
@@ -476,22 +503,11 @@ impl Transport {
         msg: &M,
         kind: &'static str,
     ) -> Result<(), SendFailure> {
-        if self.is_isolated(to) {
-            return Err(SendFailure::Isolated);
-        }
-        let Some(addr) = self.peers.get(to) else {
-            return Err(SendFailure::Connect(format!("unknown peer {to}")));
-        };
+        let addr = self.address(to)?;
         let body = serde_json::to_vec(msg).map_err(|e| SendFailure::Connect(e.to_string()))?;
         self.metrics.message(to, kind, Direction::Sent);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = loop {
-            let conn = self.conn(to, addr);
-            if conn.note_post(id) {
-                break conn;
-            }
-            self.drop_conn(to, &conn);
-        };
+        let conn = self.live_conn(to, addr, |c| c.note_post(id));
         if conn.out.send((id, TAG_POST, body)).is_err() {
             // The writer is gone: the stream is dead or dying, and reports the loss.
             self.drop_conn(to, &conn);
@@ -696,12 +712,6 @@ pub async fn serve_stream<IO, M, F, Fut>(
                 r = rx.recv() => {
                     let Some(first) = r else { break };
                     encode(&mut buf, first);
-                    while buf.len() < MAX_WRITE {
-                        match rx.try_recv() {
-                            Ok(r) => encode(&mut buf, r),
-                            Err(_) => break,
-                        }
-                    }
                 }
                 _ = acks.wanted.notified(), if ack_due.is_none() => {
                     ack_due = Some(tokio::time::Instant::now() + ACK_DELAY);
@@ -713,14 +723,14 @@ pub async fn serve_stream<IO, M, F, Fut>(
                     // Cleared before reading `taken`: a post taken after this read asks
                     // for a new acknowledgement.
                     acks.scheduled.store(false, Ordering::SeqCst);
-                    // Refusals queued before a later post was taken go out before its
-                    // acknowledgement.
-                    while buf.len() < MAX_WRITE {
-                        match rx.try_recv() {
-                            Ok(r) => encode(&mut buf, r),
-                            Err(_) => break,
-                        }
-                    }
+                }
+            }
+            // Whatever else is queued shares the write; and refusals queued before a later
+            // post was taken go out before its acknowledgement.
+            while buf.len() < MAX_WRITE {
+                match rx.try_recv() {
+                    Ok(r) => encode(&mut buf, r),
+                    Err(_) => break,
                 }
             }
             // Any write carries the acknowledgement of every post taken so far.
