@@ -245,17 +245,40 @@ fn history(mut ops: Vec<Op>, keys: u32) -> History {
     }
 }
 
+/// The checker's verdict for a history an oracle found linearizable (or not).
+fn verdict(linearizable: bool) -> Verdict {
+    if linearizable {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid
+    }
+}
+
+/// How many of a test's histories were linearizable, and how many not: a mix is what
+/// makes agreement mean something.
+#[derive(Default)]
+struct Tally {
+    valid: usize,
+    invalid: usize,
+}
+
+impl Tally {
+    fn count(&mut self, linearizable: bool) {
+        if linearizable {
+            self.valid += 1;
+        } else {
+            self.invalid += 1;
+        }
+    }
+}
+
 fn brute_verdict(h: &History) -> Verdict {
     let model = Keyed {
         inner: Register::cas(Value::Nil),
         keys: h.keys.clone(),
     };
     // Reads with no value constrain nothing; the checker drops them, so may we.
-    if brute_force(&model, &h.ops) {
-        Verdict::Valid
-    } else {
-        Verdict::Invalid
-    }
+    verdict(brute_force(&model, &h.ops))
 }
 
 proptest! {
@@ -461,11 +484,7 @@ fn kv_brute_force_agrees_on_corrupted_simulations() {
                 op.outcome = Outcome::Read(Value::Str("x-bogus".into()));
             }
         }
-        let expected = if brute_force(&StringKv, &h.ops) {
-            Verdict::Valid
-        } else {
-            Verdict::Invalid
-        };
+        let expected = verdict(brute_force(&StringKv, &h.ops));
         let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
         assert_eq!(got.verdict, expected, "seed {seed}: {:#?}", h.ops);
         assert_report_prefix_is_concrete(&h, &got);
@@ -477,7 +496,7 @@ fn kv_brute_force_agrees_on_corrupted_simulations() {
 /// plain string model, and its report prefix is a real one.
 #[test]
 fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
-    let (mut valid, mut invalid) = (0, 0);
+    let mut tally = Tally::default();
     for seed in 0..200u64 {
         let sim = Simulation {
             workload: Workload::Kv,
@@ -514,23 +533,17 @@ fn kv_agrees_with_the_plain_string_model_on_concurrent_appends() {
                 ..CheckOptions::default()
             };
             let got = check_history_with(&h, ModelKind::Kv, &opts, &Settings::default()).unwrap();
-            let want = if expected {
-                Verdict::Valid
-            } else {
-                Verdict::Invalid
-            };
+            let want = verdict(expected);
             assert_eq!(got.verdict, want, "seed {seed}: {}", got.to_text());
             assert_report_prefix_is_concrete(&h, &got);
         }
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
+        tally.count(expected);
     }
     assert!(
-        valid >= 40 && invalid >= 40,
-        "valid {valid}, invalid {invalid}"
+        tally.valid >= 40 && tally.invalid >= 40,
+        "valid {}, invalid {}",
+        tally.valid,
+        tally.invalid
     );
 }
 
@@ -542,7 +555,8 @@ fn random_small_histories_are_a_mix_of_valid_and_invalid() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = prop::collection::vec(op_strategy(1), 1..=8);
-    let (mut valid, mut invalid, mut with_info, mut ties) = (0, 0, 0, 0);
+    let mut tally = Tally::default();
+    let (mut with_info, mut ties) = (0, 0);
     for _ in 0..400 {
         let h = history(strategy.new_tree(&mut runner).unwrap().current(), 1);
         with_info += usize::from(h.ops.iter().any(|o| o.ret.is_none()));
@@ -551,14 +565,13 @@ fn random_small_histories_are_a_mix_of_valid_and_invalid() {
                 .iter()
                 .any(|a| h.ops.iter().any(|b| a.ret == Some(b.call))),
         );
-        match brute_verdict(&h) {
-            Verdict::Valid => valid += 1,
-            _ => invalid += 1,
-        }
+        tally.count(brute_verdict(&h) == Verdict::Valid);
     }
     assert!(
-        valid > 50 && invalid > 50,
-        "valid {valid}, invalid {invalid}"
+        tally.valid > 50 && tally.invalid > 50,
+        "valid {}, invalid {}",
+        tally.valid,
+        tally.invalid
     );
     assert!(
         with_info > 50 && ties > 50,
@@ -681,20 +694,19 @@ fn info_rich_histories_are_a_mix_of_valid_and_invalid() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = prop::collection::vec(info_rich_op_strategy(), 1..=9);
-    let (mut valid, mut invalid, mut many_info) = (0, 0, 0);
+    let mut tally = Tally::default();
+    let mut many_info = 0;
     let model = Register::cas(Value::Nil);
     for _ in 0..400 {
         let h = history(strategy.new_tree(&mut runner).unwrap().current(), 1);
         many_info += usize::from(h.ops.iter().filter(|o| o.ret.is_none()).count() >= 3);
-        if brute_force(&model, &h.ops) {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
+        tally.count(brute_force(&model, &h.ops));
     }
     assert!(
-        valid > 50 && invalid > 50,
-        "valid {valid}, invalid {invalid}"
+        tally.valid > 50 && tally.invalid > 50,
+        "valid {}, invalid {}",
+        tally.valid,
+        tally.invalid
     );
     assert!(many_info > 50, "histories with 3+ info ops: {many_info}");
 }
@@ -847,7 +859,7 @@ fn identical_concurrent_appends_get_the_string_models_verdict() {
         rng ^= rng << 17;
         rng % n
     };
-    let (mut valid, mut invalid) = (0, 0);
+    let mut tally = Tally::default();
     for case in 0..12u64 {
         // (linearization point, op): 6 clients append "x", then 6 others get, per round.
         let mut ops: Vec<(u64, Op)> = Vec::new();
@@ -908,21 +920,15 @@ fn identical_concurrent_appends_get_the_string_models_verdict() {
         let expected = search_verdict(&KvString, &h.ops);
         assert_eq!(search_verdict(&Kv, &h.ops), expected, "case {case}");
         let got = check_history(&h, ModelKind::Kv, &CheckOptions::default()).unwrap();
-        let want = if expected {
-            Verdict::Valid
-        } else {
-            Verdict::Invalid
-        };
+        let want = verdict(expected);
         assert_eq!(got.verdict, want, "case {case}: {}", got.to_text());
         assert_report_prefix_is_concrete(&h, &got);
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
+        tally.count(expected);
     }
     assert!(
-        valid >= 6 && invalid >= 2,
-        "valid {valid}, invalid {invalid}"
+        tally.valid >= 6 && tally.invalid >= 2,
+        "valid {}, invalid {}",
+        tally.valid,
+        tally.invalid
     );
 }
