@@ -302,11 +302,7 @@ fn repeats_many_appends(history: &History) -> bool {
     let (mut appends, mut repeats) = (0usize, 0usize);
     for op in &history.ops {
         if let history::Action::Append(v) = &op.action {
-            let text = match v {
-                history::Value::Nil => continue,
-                history::Value::Int(i) => i.to_string(),
-                history::Value::Str(s) => s.to_string(),
-            };
+            let (text, _) = models::kv::text(v);
             if text.is_empty() {
                 continue;
             }

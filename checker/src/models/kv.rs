@@ -325,7 +325,7 @@ fn arrange(items: &[Item], rest: &[u8]) -> Option<Vec<usize>> {
 
 /// The text a value stands for in the kv model (nil is the empty string), and whether it
 /// was allocated here rather than shared with the history.
-pub(super) fn text(v: &Value) -> (Arc<str>, bool) {
+pub(crate) fn text(v: &Value) -> (Arc<str>, bool) {
     match v {
         Value::Nil => (Arc::from(""), false),
         Value::Int(i) => (Arc::from(i.to_string()), true),
