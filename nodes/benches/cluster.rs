@@ -242,33 +242,23 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64)
     }
 }
 
+/// The environment variable `name` parsed, or `default` when unset or unparsable.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let clients: usize = std::env::var("BENCH_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
+    let secs: u64 = env_or("BENCH_SECS", 5);
+    let clients: usize = env_or("BENCH_CLIENTS", 32);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "passive,active,leaderless".into());
     let target = std::env::var("BENCH_TARGET").unwrap_or_else(|_| "spread".into());
-    let nodes: usize = std::env::var("BENCH_NODES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let write_pct: u64 = std::env::var("BENCH_WRITE_PCT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let pause: u64 = std::env::var("BENCH_PAUSE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let nodes: usize = env_or("BENCH_NODES", 3);
+    let write_pct: u64 = env_or("BENCH_WRITE_PCT", 50);
+    let rounds: usize = env_or("BENCH_ROUNDS", 1);
+    let pause: u64 = env_or("BENCH_PAUSE", 0);
     let floor: Option<(f64, f64)> = std::env::var("BENCH_FLOOR").ok().map(|f| {
         f.split_once(':')
             .and_then(|(o, p)| Some((o.parse().ok()?, p.parse().ok()?)))
