@@ -2,6 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: in a leaderless node under the cluster bench,
+/// malloc/free took ~12% of the CPU (perf), and with mimalloc node CPU per op fell ~15%
+/// (nodes/README.md, "Leaderless: the allocator and the load generator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "faultline",

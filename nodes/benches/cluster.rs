@@ -3,7 +3,9 @@
 //! `cargo bench -p nodes --bench cluster` starts three `faultline-replica` processes,
 //! then 32 concurrent clients run a 50/50 read/write mix over 100 keys for a fixed time
 //! and print ops/s, p50/p99/max latency, failures, and peer messages per client op
-//! (from the nodes' /metrics) and node CPU time per op. Env: BENCH_SECS (default 5),
+//! (from the nodes' /metrics), node CPU time per op, and the load generator's own CPU
+//! (it shares the machine with the nodes: each client keeps one HTTP/1.1 connection per
+//! node, hyper's client without a pool, which costs about half of what reqwest did). Env: BENCH_SECS (default 5),
 //! BENCH_ROUNDS (1: run the modes this many times, interleaved, then print each mode's
 //! min / median / max), BENCH_PAUSE (seconds between runs, 0), BENCH_FLOOR (e.g.
 //! `8000:10`: count the runs with at least 8,000 ops/s and p99 under 10 ms),
@@ -17,7 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
 
 const KEYS: u64 = 100;
 
@@ -131,23 +136,25 @@ async fn messages_sent(client: &reqwest::Client, addrs: &[String]) -> u64 {
     total
 }
 
-/// CPU time (user + system) used so far by each node process, in seconds.
-fn nodes_cpu_secs(cluster: &Cluster) -> Vec<f64> {
+/// CPU time (user + system) a process has used so far, in seconds (0 once it is gone).
+fn cpu_secs(pid: &str) -> f64 {
     let tick = 100.0; // USER_HZ on Linux
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the ")" that closes the command name; utime and stime are 14 and 15
+    // in proc(5) numbering.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
+}
+
+/// CPU time used so far by each node process, in seconds.
+fn nodes_cpu_secs(cluster: &Cluster) -> Vec<f64> {
     cluster
         .children
         .iter()
-        .map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default())
-        .map(|stat| {
-            if stat.is_empty() {
-                return 0.0;
-            }
-            // Fields after the ")" that closes the command name; utime and stime are 14
-            // and 15 in proc(5) numbering.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
-        })
+        .map(|c| cpu_secs(&c.id().to_string()))
         .collect()
 }
 
@@ -159,13 +166,72 @@ struct Figures {
     msgs: u64,
 }
 
+/// One client's kept-alive HTTP/1.1 connection to one node; reopened after an error.
+struct Conn {
+    addr: String,
+    send: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Self {
+        let mut c = Conn {
+            addr: addr.to_string(),
+            send: None,
+        };
+        c.connect().await;
+        c
+    }
+
+    async fn connect(&mut self) {
+        self.send = None;
+        let Ok(tcp) = tokio::net::TcpStream::connect(&self.addr).await else {
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        if let Ok((send, conn)) = hyper::client::conn::http1::handshake(io).await {
+            tokio::spawn(conn);
+            self.send = Some(send);
+        }
+    }
+
+    /// `METHOD /kv/k{key}` with an optional JSON body; true on a 2xx answer read in full
+    /// within 5 s.
+    async fn call(&mut self, method: Method, key: u64, body: Option<String>) -> bool {
+        if self.send.as_ref().is_none_or(|s| s.is_closed()) {
+            self.connect().await;
+        }
+        let Some(send) = self.send.as_mut() else {
+            return false;
+        };
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("/kv/k{key}"))
+            .header(hyper::header::HOST, &self.addr);
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let exchange = async {
+            let resp = send.send_request(req).await.ok()?;
+            let ok = resp.status().is_success();
+            resp.into_body().collect().await.ok()?;
+            Some(ok)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+            Ok(Some(ok)) => ok,
+            _ => {
+                self.send = None; // a late answer must not be taken for the next request's
+                false
+            }
+        }
+    }
+}
+
 async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64) -> Figures {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::new();
     // Warm up connections and the leader.
     let warm_until = Instant::now() + Duration::from_millis(500);
     let stop = Arc::new(AtomicU64::new(0));
@@ -175,11 +241,14 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64)
     let start_at = warm_until;
     let end_at = start_at + Duration::from_secs(secs);
     for c in 0..clients {
-        let http = http.clone();
         let addrs = addrs.clone();
         let failed = failed.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            for a in &addrs {
+                conns.push(Conn::open(a).await);
+            }
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let mut ops = 0u64;
             let mut x: u64 = 0x9E3779B97F4A7C15 ^ (c as u64 + 1);
@@ -193,21 +262,14 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64)
                 x ^= x >> 7;
                 x ^= x << 17;
                 let key = x % KEYS;
-                let node = &addrs[(x as usize >> 8) % addrs.len()];
-                let url = format!("http://{node}/kv/k{key}");
+                let conn = &mut conns[(x as usize >> 8) % addrs.len()];
                 n += 1;
                 let t = Instant::now();
-                let resp = if (x >> 20) % 100 >= write_pct {
-                    http.get(&url).send().await
+                let ok = if (x >> 20) % 100 >= write_pct {
+                    conn.call(Method::GET, key, None).await
                 } else {
-                    http.put(&url)
-                        .json(&serde_json::json!({"value": n as i64}))
-                        .send()
+                    conn.call(Method::PUT, key, Some(format!("{{\"value\":{n}}}")))
                         .await
-                };
-                let ok = match resp {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
                 };
                 if t >= start_at {
                     if ok {
@@ -281,6 +343,7 @@ fn main() {
         }
         let cluster = start(mode, nodes);
         let mut cpu_before = Vec::new();
+        let mut load_cpu_before = 0.0;
         let figures = rt.block_on(async {
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -297,6 +360,7 @@ fn main() {
                 cluster.addrs.clone()
             };
             cpu_before = nodes_cpu_secs(&cluster);
+            load_cpu_before = cpu_secs("self");
             run_load(addrs, clients, secs, write_pct).await
         });
         // Includes the 0.5 s warm-up, so slightly over-counts.
@@ -306,6 +370,7 @@ fn main() {
             .map(|(a, b)| a - b)
             .collect();
         let cpu: f64 = per_node.iter().sum();
+        let load_cpu = cpu_secs("self") - load_cpu_before;
         let h = &figures.hist;
         runs.push((
             mode,
@@ -326,7 +391,12 @@ fn main() {
             .iter()
             .map(|c| format!("{:.0}%", 100.0 * c / figures.secs))
             .collect();
-        println!("          node CPU use n1..: {}", shares.join(" "));
+        println!(
+            "          node CPU use n1..: {}  load generator: {:.0}% ({:.0} us/op)",
+            shares.join(" "),
+            100.0 * load_cpu / figures.secs,
+            load_cpu * 1e6 / figures.ops.max(1) as f64
+        );
         drop(cluster);
     }
     if rounds > 1 {

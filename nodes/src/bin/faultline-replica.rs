@@ -3,6 +3,10 @@
 
 use clap::Parser;
 
+/// As in `faultline`: see harness/src/main.rs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "faultline-replica", about = "One faultline replica node")]
 struct Cli {
