@@ -5,13 +5,13 @@
 //! and print ops/s, p50/p99/max latency, failures, and peer messages per client op
 //! (from the nodes' /metrics), node CPU time per op, and the load generator's own CPU
 //! (it shares the machine with the nodes: each client keeps one HTTP/1.1 connection per
-//! node, hyper's client without a pool, which costs about half of what reqwest did). Env: BENCH_SECS (default 5),
-//! BENCH_ROUNDS (1: run the modes this many times, interleaved, then print each mode's
-//! min / median / max), BENCH_PAUSE (seconds between runs, 0), BENCH_FLOOR (e.g.
-//! `8000:10`: count the runs with at least 8,000 ops/s and p99 under 10 ms),
-//! BENCH_CLIENTS (32), BENCH_MODES (passive,active,leaderless), BENCH_TARGET (spread:
-//! clients use every node; leader: clients use the leader/primary only — in leaderless
-//! mode, the first node), BENCH_NODES (3),
+//! node, hyper's client without a pool, about half the CPU per op that reqwest took).
+//! Env: BENCH_SECS (default 5), BENCH_ROUNDS (1: run the modes this many times,
+//! interleaved, then print each mode's min / median / max), BENCH_PAUSE (seconds between
+//! runs, 0), BENCH_FLOOR (e.g. `8000:10`: count the runs with at least 8,000 ops/s and
+//! p99 under 10 ms), BENCH_CLIENTS (32), BENCH_MODES (passive,active,leaderless),
+//! BENCH_TARGET (spread: clients use every node; leader: clients use the leader/primary
+//! only — in leaderless mode, the first node), BENCH_NODES (3),
 //! BENCH_WRITE_PCT (50), BENCH_REPLICA (path of the node binary; default this build's).
 
 use std::process::{Child, Command, Stdio};
