@@ -230,8 +230,14 @@ impl Conn {
     }
 }
 
-async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64) -> Figures {
-    let http = reqwest::Client::new();
+/// `http` reads the nodes' /metrics; the load itself goes over [`Conn`]s.
+async fn run_load(
+    http: &reqwest::Client,
+    addrs: Vec<String>,
+    clients: usize,
+    secs: u64,
+    write_pct: u64,
+) -> Figures {
     // Warm up connections and the leader.
     let warm_until = Instant::now() + Duration::from_millis(500);
     let stop = Arc::new(AtomicU64::new(0));
@@ -284,7 +290,7 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64)
         }));
     }
     tokio::time::sleep_until(start_at.into()).await;
-    msgs_before.store(messages_sent(&http, &addrs).await, Ordering::Relaxed);
+    msgs_before.store(messages_sent(http, &addrs).await, Ordering::Relaxed);
     let t0 = Instant::now();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut ops = 0;
@@ -294,7 +300,7 @@ async fn run_load(addrs: Vec<String>, clients: usize, secs: u64, write_pct: u64)
         ops += o;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let msgs = messages_sent(&http, &addrs).await - msgs_before.load(Ordering::Relaxed);
+    let msgs = messages_sent(http, &addrs).await - msgs_before.load(Ordering::Relaxed);
     Figures {
         ops,
         failed: failed.load(Ordering::Relaxed),
@@ -361,7 +367,7 @@ fn main() {
             };
             cpu_before = nodes_cpu_secs(&cluster);
             load_cpu_before = cpu_secs("self");
-            run_load(addrs, clients, secs, write_pct).await
+            run_load(&http, addrs, clients, secs, write_pct).await
         });
         // Includes the 0.5 s warm-up, so slightly over-counts.
         let per_node: Vec<f64> = nodes_cpu_secs(&cluster)
@@ -407,7 +413,7 @@ fn main() {
 /// Per mode over repeated rounds: ops/s and p99 as min / median / max, and how many runs
 /// met the floor (ops/s at least, p99 under) — one run on a shared VM proves little.
 fn summarize(modes: &str, runs: &[(&str, f64, f64)], floor: Option<(f64, f64)>) {
-    let median = |mut v: Vec<f64>| {
+    let spread = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
         let mid = if n % 2 == 1 {
@@ -419,8 +425,8 @@ fn summarize(modes: &str, runs: &[(&str, f64, f64)], floor: Option<(f64, f64)>) 
     };
     for mode in modes.split(',') {
         let mine: Vec<_> = runs.iter().filter(|r| r.0 == mode).collect();
-        let (lo, mid, hi) = median(mine.iter().map(|r| r.1).collect());
-        let (plo, pmid, phi) = median(mine.iter().map(|r| r.2).collect());
+        let (lo, mid, hi) = spread(mine.iter().map(|r| r.1).collect());
+        let (plo, pmid, phi) = spread(mine.iter().map(|r| r.2).collect());
         let met = floor.map_or(String::new(), |(ops, p99)| {
             let k = mine.iter().filter(|r| r.1 >= ops && r.2 < p99).count();
             format!(
