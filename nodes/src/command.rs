@@ -39,7 +39,9 @@ impl<'de> Deserialize<'de> for Value {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One operation on the register store. On the wire (peer messages, logs and records) a
+/// map tagged by `op`: `{"op":"put","key":"k","value":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Op {
     Get {
@@ -73,6 +75,96 @@ impl Op {
             Op::Cas { .. } => "cas",
             Op::Roll { .. } => "roll",
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    // Hand-written, not `#[derive]` with `tag = "op"`: serde decodes an internally tagged
+    // enum by first buffering the whole map into an intermediate tree (the tag may come
+    // last), and every peer message and record carries ops — that buffering was a visible
+    // part of a leaderless node's CPU under load. One pass over the map keeps the same
+    // form, accepts the fields in any order and ignores unknown ones, as the derive did.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Kind {
+            Get,
+            Put,
+            Cas,
+            Roll,
+        }
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Op,
+            Key,
+            Value,
+            From,
+            To,
+            Drawn,
+            #[serde(other)]
+            Other,
+        }
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Op;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an operation: a map with `op` (get, put, cas or roll) and its fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
+                fn once<T, E: Error>(
+                    slot: &mut Option<T>,
+                    v: T,
+                    name: &'static str,
+                ) -> Result<(), E> {
+                    match slot.replace(v) {
+                        Some(_) => Err(E::duplicate_field(name)),
+                        None => Ok(()),
+                    }
+                }
+                let (mut kind, mut key, mut value, mut from, mut to) =
+                    (None, None, None, None, None);
+                let mut drawn: Option<Option<i64>> = None;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Op => once(&mut kind, map.next_value::<Kind>()?, "op")?,
+                        Field::Key => once(&mut key, map.next_value::<String>()?, "key")?,
+                        Field::Value => once(&mut value, map.next_value::<Value>()?, "value")?,
+                        Field::From => once(&mut from, map.next_value::<Value>()?, "from")?,
+                        Field::To => once(&mut to, map.next_value::<Value>()?, "to")?,
+                        Field::Drawn => {
+                            once(&mut drawn, map.next_value::<Option<i64>>()?, "drawn")?
+                        }
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let kind = kind.ok_or_else(|| A::Error::missing_field("op"))?;
+                let key = key.ok_or_else(|| A::Error::missing_field("key"))?;
+                let need = |v: Option<Value>, name| v.ok_or_else(|| A::Error::missing_field(name));
+                Ok(match kind {
+                    Kind::Get => Op::Get { key },
+                    Kind::Put => Op::Put {
+                        key,
+                        value: need(value, "value")?,
+                    },
+                    Kind::Cas => Op::Cas {
+                        key,
+                        from: need(from, "from")?,
+                        to: need(to, "to")?,
+                    },
+                    Kind::Roll => Op::Roll {
+                        key,
+                        drawn: drawn.flatten(),
+                    },
+                })
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -140,4 +232,114 @@ pub struct Effect {
     pub session: Option<(String, u64)>,
     /// The answer for the client.
     pub outcome: Outcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derive `Op` had before its hand-written `Deserialize`: the reference the new
+    /// one must agree with on every input, accepted or not.
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "op", rename_all = "lowercase")]
+    enum Derived {
+        Get {
+            key: String,
+        },
+        Put {
+            key: String,
+            value: Value,
+        },
+        Cas {
+            key: String,
+            from: Value,
+            to: Value,
+        },
+        Roll {
+            key: String,
+            #[serde(default)]
+            drawn: Option<i64>,
+        },
+    }
+
+    impl From<Derived> for Op {
+        fn from(d: Derived) -> Op {
+            match d {
+                Derived::Get { key } => Op::Get { key },
+                Derived::Put { key, value } => Op::Put { key, value },
+                Derived::Cas { key, from, to } => Op::Cas { key, from, to },
+                Derived::Roll { key, drawn } => Op::Roll { key, drawn },
+            }
+        }
+    }
+
+    #[test]
+    fn op_decodes_like_the_derived_tagged_form() {
+        let ops = [
+            Op::Get { key: "k".into() },
+            Op::Put {
+                key: "k\"1".into(),
+                value: Value::Int(-3),
+            },
+            Op::Put {
+                key: "k".into(),
+                value: Value::Str("x".into()),
+            },
+            Op::Cas {
+                key: "k".into(),
+                from: Value::Int(1),
+                to: Value::Str("y".into()),
+            },
+            Op::Roll {
+                key: "k".into(),
+                drawn: None,
+            },
+            Op::Roll {
+                key: "k".into(),
+                drawn: Some(7),
+            },
+        ];
+        for op in ops {
+            let json = serde_json::to_string(&op).unwrap();
+            assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), op, "{json}");
+        }
+        // Any field order, unknown fields, escapes, null drawn; and what both refuse.
+        let inputs = [
+            r#"{"key":"a","value":2,"op":"put"}"#,
+            r#"{"to":3,"key":"a","from":null,"op":"cas"}"#,
+            r#"{"to":3,"key":"a","from":1,"op":"cas","extra":[1,{"op":"get"}]}"#,
+            r#"{"op":"roll","key":"a","drawn":null}"#,
+            r#"{"op":"g\u0065t","key":"\u0041"}"#,
+            r#"{"op":"get"}"#,
+            r#"{"op":"put","key":"a"}"#,
+            r#"{"op":"cas","key":"a","from":1}"#,
+            r#"{"op":"delete","key":"a"}"#,
+            r#"{"key":"a"}"#,
+            r#"{"op":"put","key":"a","value":1.5}"#,
+            r#"{"op":"put","key":7,"value":1}"#,
+            r#"{"op":"roll","key":"a","drawn":"x"}"#,
+            r#""get""#,
+        ];
+        for json in inputs {
+            let ours = serde_json::from_str::<Op>(json);
+            let derived = serde_json::from_str::<Derived>(json).map(Op::from);
+            match (ours, derived) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{json}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{json}: hand-written {a:?}, derived {b:?}"),
+            }
+        }
+        // The one difference: the derive also took a sequence (`["get","a"]`), a form
+        // nothing writes.
+        assert!(serde_json::from_str::<Op>(r#"["get","a"]"#).is_err());
+        let err = serde_json::from_str::<Op>(r#"{"op":"delete","key":"a"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `delete`"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<Op>(r#"{"op":"put","key":"a"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `value`"), "{err}");
+        let err = serde_json::from_str::<Op>(r#"{"op":"get","key":"a","key":"b"}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `key`"), "{err}");
+    }
 }

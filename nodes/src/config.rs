@@ -95,8 +95,10 @@ pub struct NodeArgs {
     /// Largest request body accepted (413 above it).
     #[arg(long, env = "FAULTLINE_MAX_BODY_BYTES", default_value_t = 65536)]
     pub max_body_bytes: usize,
-    /// Tokio worker threads; 0 (the default) means one per CPU core.
-    #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 0)]
+    /// Threads that run the node (HTTP, transport, protocol loop; the disk has its own):
+    /// 1 (the default) is tokio's current-thread runtime, N > 1 a multi-thread runtime
+    /// with N workers, 0 one worker per CPU core.
+    #[arg(long, env = "FAULTLINE_WORKER_THREADS", default_value_t = 1)]
     pub worker_threads: u16,
     /// Bank: every node's starting account balance.
     #[arg(long, env = "FAULTLINE_INITIAL_BALANCE", default_value_t = 1000)]

@@ -388,13 +388,11 @@ fn disk_thread<M: Machine>(
         }
         let result = (|| -> std::io::Result<()> {
             let mut wrote_log = false;
-            let mut wrote_records = false;
             let mut hard = None;
+            // One append (one write syscall) for the whole batch's records.
+            let mut records = Vec::new();
             for job in &mut batch {
-                if !job.records.is_empty() {
-                    disk.append_records(&job.records)?;
-                    wrote_records = true;
-                }
+                records.append(&mut job.records);
                 if let Some(from) = job.log_from {
                     disk.write_log(from, &job.entries)?;
                     wrote_log = true;
@@ -406,7 +404,8 @@ fn disk_thread<M: Machine>(
             if wrote_log {
                 disk.sync()?;
             }
-            if wrote_records {
+            if !records.is_empty() {
+                disk.append_records(&records)?;
                 disk.sync_records()?;
             }
             if let Some(hard) = hard {

@@ -74,10 +74,19 @@ pub fn run(args: NodeArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(usize::from(workers));
-    }
+    // One thread by default: the protocol loop is one task that takes every event in turn,
+    // so more workers mostly add cross-thread wake-ups and task stealing; on the cluster
+    // bench one thread gave more ops/s at less CPU per op in every mode (nodes/README.md,
+    // "One thread per node").
+    let mut builder = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
