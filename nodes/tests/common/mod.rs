@@ -1,5 +1,6 @@
-//! Test clusters on 127.0.0.1: nodes in-process (each on its own tokio runtime, "killed"
-//! by shutting the runtime down with no graceful shutdown) or as real processes of the
+//! Test clusters on 127.0.0.1: nodes in-process (each on its own thread and
+//! current-thread tokio runtime, as `faultline node` runs by default; "killed" by shutting
+//! the runtime down with no graceful shutdown) or as real processes of the
 //! `faultline-replica` binary (killed with SIGKILL).
 #![allow(dead_code)]
 
@@ -38,7 +39,7 @@ pub fn args(
         peer_timeout_ms: 300,
         request_timeout_ms: 1500,
         max_body_bytes: 4096,
-        worker_threads: 0,
+        worker_threads: 1,
         initial_balance: 1000,
         channels: Channels::Fifo,
         cluster_secret: Some(SECRET.into()),
@@ -57,7 +58,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 struct Member {
     id: String,
     addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<NodeThread>,
+}
+
+/// A node's thread: it runs the node's current-thread runtime until told to stop, then
+/// drops every task of it at once (no graceful shutdown).
+struct NodeThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// An in-process cluster.
@@ -131,19 +139,25 @@ impl Cluster {
 
     fn launch(&mut self, i: usize, listener: std::net::TcpListener) {
         let config = self.config(i);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         listener.set_nonblocking(true).unwrap();
-        rt.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            if let Err(e) = nodes::serve(config, listener).await {
-                eprintln!("node stopped: {e}");
-            }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                tokio::select! {
+                    result = nodes::serve(config, listener) => if let Err(e) = result {
+                        eprintln!("node stopped: {e}");
+                    },
+                    _ = stopped => {}
+                }
+            });
+            rt.shutdown_background();
         });
-        self.members[i].runtime = Some(rt);
+        self.members[i].runtime = Some(NodeThread { stop, thread });
     }
 
     pub fn len(&self) -> usize {
@@ -165,8 +179,9 @@ impl Cluster {
     /// Crash node i: its runtime stops with no graceful shutdown; only what it fsync'd
     /// counts.
     pub fn kill(&mut self, i: usize) {
-        if let Some(rt) = self.members[i].runtime.take() {
-            rt.shutdown_background();
+        if let Some(node) = self.members[i].runtime.take() {
+            let _ = node.stop.send(());
+            let _ = node.thread.join();
         }
     }
 
