@@ -57,6 +57,27 @@ use crate::machine::Machine;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 
+/// The tokio runtime a node runs on, per `--worker-threads`: 1 a current-thread runtime,
+/// 0 a multi-thread one with a worker per core, N that many workers. Errors: the OS
+/// refused the runtime's threads or its I/O driver.
+///
+/// One thread is the default: the protocol loop is one task that takes every event in
+/// turn, so more workers mostly add cross-thread wake-ups and task stealing; on the
+/// cluster bench one thread gave more ops/s at less CPU per op in every mode
+/// (nodes/README.md, "One thread per node, and the leaderless stall").
+pub fn runtime(workers: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+    };
+    builder.enable_all().build()
+}
+
 /// Runs a node until it is stopped; returns the process exit code: 0 after SIGINT or
 /// SIGTERM, 1 when it cannot run (port taken, data dir unusable), 2 for bad flags.
 pub fn run(args: NodeArgs) -> i32 {
@@ -74,20 +95,7 @@ pub fn run(args: NodeArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    // One thread by default: the protocol loop is one task that takes every event in turn,
-    // so more workers mostly add cross-thread wake-ups and task stealing; on the cluster
-    // bench one thread gave more ops/s at less CPU per op in every mode (nodes/README.md,
-    // "One thread per node").
-    let mut builder = match workers {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(usize::from(n));
-            b
-        }
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime(workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("faultline node {}: cannot start runtime: {e}", config.id);

@@ -1,5 +1,5 @@
-//! Test clusters on 127.0.0.1: nodes in-process (each on its own thread and
-//! current-thread tokio runtime, as `faultline node` runs by default; "killed" by shutting
+//! Test clusters on 127.0.0.1: nodes in-process (each on its own thread and the runtime
+//! `faultline node` would give it — one thread by default; "killed" by shutting
 //! the runtime down with no graceful shutdown) or as real processes of the
 //! `faultline-replica` binary (killed with SIGKILL).
 #![allow(dead_code)]
@@ -61,7 +61,7 @@ struct Member {
     runtime: Option<NodeThread>,
 }
 
-/// A node's thread: it runs the node's current-thread runtime until told to stop, then
+/// A node's thread: it runs the node's runtime until told to stop, then
 /// drops every task of it at once (no graceful shutdown).
 struct NodeThread {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -116,7 +116,7 @@ impl Cluster {
         cluster
     }
 
-    fn config(&self, i: usize) -> Config {
+    fn args(&self, i: usize) -> NodeArgs {
         let peers: Vec<String> = self
             .members
             .iter()
@@ -134,15 +134,13 @@ impl Cluster {
             &self.bugs,
         );
         (self.tweak)(&mut a);
-        Config::from_args(a).unwrap()
+        a
     }
 
     fn launch(&mut self, i: usize, listener: std::net::TcpListener) {
-        let config = self.config(i);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let args = self.args(i);
+        let rt = nodes::runtime(args.worker_threads).unwrap();
+        let config = Config::from_args(args).unwrap();
         listener.set_nonblocking(true).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
