@@ -78,9 +78,30 @@ pub fn runtime(workers: u16) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
+/// Turns transparent huge pages off for this process (Linux `prctl(PR_SET_THP_DISABLE)`),
+/// unless `MIMALLOC_ALLOW_THP` is set, in which case the allocator's own option decides.
+///
+/// A node's heap grows with every command it holds, and mimalloc asks for huge pages for
+/// its large regions: the kernel then zero-fills 2 MiB inside one page fault of the
+/// protocol loop, and every client of the node waits for it. On the cluster bench huge
+/// pages were the leaderless mode's latency tail (p99 9–14 ms against 6–8 without, the
+/// longest op 26–30 ms against 12–14; nodes/README.md, "Huge pages and the command
+/// table"). Errors are ignored: where the call is refused the node runs as before.
+pub fn no_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// Runs a node until it is stopped; returns the process exit code: 0 after SIGINT or
 /// SIGTERM, 1 when it cannot run (port taken, data dir unusable), 2 for bad flags.
 pub fn run(args: NodeArgs) -> i32 {
+    no_huge_pages();
     let workers = args.worker_threads;
     let config = match Config::from_args(args) {
         Ok(c) => c,

@@ -35,7 +35,7 @@
 //! promises (proposals, ballots, accepted values, commits) is in a record written and
 //! fsync'd before any message or client answer that depends on it leaves the node.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,6 +47,8 @@ use crate::log::StableMark;
 use crate::machine::{Machine, MsgKind, Ready, Rejection, Status, Timing};
 use crate::quorum::majority;
 use crate::store::Store;
+
+use super::table::Table;
 
 /// Most commits shipped in one `Votes` message.
 const MAX_SHIP: usize = 2048;
@@ -329,7 +331,7 @@ pub struct Tempo {
     fast: usize,
 
     clock: u64,
-    cmds: HashMap<Dot, Cmd>,
+    cmds: Table<Cmd>,
     /// This process's attached votes: first value -> (last value, command).
     ranges: BTreeMap<u64, (u64, Dot)>,
     /// First values of attached ranges whose command is not committed here.
@@ -409,7 +411,7 @@ impl Tempo {
             fast: (n / 2 + f).max(majority(n)),
             members,
             clock: 0,
-            cmds: HashMap::new(),
+            cmds: Table::default(),
             ranges: BTreeMap::new(),
             open: BTreeSet::new(),
             uncommitted: BTreeSet::new(),
@@ -450,7 +452,7 @@ impl Tempo {
             c.committed = r.committed;
             t.cmds.insert(d, c);
         }
-        let dots: Vec<Dot> = t.cmds.keys().cloned().collect();
+        let dots: Vec<Dot> = t.cmds.dots();
         for d in dots {
             let c = &t.cmds[&d];
             let (proposal, committed, ats) = (c.proposal, c.committed, c.ats);

@@ -5,6 +5,7 @@
 //! - `machine`: the protocol as a pure state machine (`step`/`tick`/`ready`, no I/O):
 //!   timestamp agreement by a fast quorum, a Paxos-style slow path, execution in
 //!   timestamp order once a timestamp is stable, per-command recovery with ballots.
+//! - `table`: the command table, by dot, in chunks that never move.
 //! - `chaos` (tests only): seeded runs with crashes, partitions, loss and reordering whose
 //!   client histories are checked with the linearizability checker.
 //!
@@ -12,6 +13,7 @@
 //! argument for its safety.
 
 pub mod machine;
+mod table;
 
 #[cfg(test)]
 mod chaos;
