@@ -23,8 +23,11 @@ const CHUNK: u64 = 512;
 /// CHUNK`, each a `Vec` with room for `CHUNK` slots, filled up to the highest slot used.
 /// Lookups cost a scan of the coordinators, a B-tree search over chunks and an index.
 pub struct Table<V> {
-    by_node: Vec<(NodeId, BTreeMap<u64, Vec<Option<V>>>)>,
+    by_node: Vec<(NodeId, Chunks<V>)>,
 }
+
+/// One coordinator's chunks by `n / CHUNK`; a chunk's slot `n % CHUNK` holds `n`'s value.
+type Chunks<V> = BTreeMap<u64, Vec<Option<V>>>;
 
 impl<V> Default for Table<V> {
     fn default() -> Self {
