@@ -1,14 +1,16 @@
 //! The command table: every command a process holds, by dot (coordinator, number).
 //!
 //! Not a `HashMap`: a hash table doubles as it grows, and this one grows by a command per
-//! client op on every replica at once. Each doubling moved the whole table (tens of MB by
-//! a few seconds of load) and page-faulted the new one in a single event of the node
-//! loop — the once-per-run 70–250 ms stall of all three replicas together (nodes/README.md,
-//! "One thread per node, and the leaderless stall"). A coordinator numbers its commands
-//! densely (its request counter, which starts at the node's start time in ns), so here
-//! each coordinator's commands sit in fixed chunks of [`CHUNK`] slots, found by `n /
-//! CHUNK` in an ordered map: inserting never moves a command, and memory is touched a
-//! slot at a time as the table fills.
+//! client op on every replica at once. Each doubling moved the whole table (tens of MB
+//! after a few seconds of load) and page-faulted the new one within one event of the node
+//! loop: all three replicas stalled together, 29–48 ms with 4 KiB pages and 86–250 ms
+//! when the new table got transparent huge pages (nodes/README.md, "Huge pages and the
+//! command table"). A coordinator numbers its commands densely (its request counter,
+//! which starts at the node's start time in ns), so here each coordinator's commands sit
+//! in fixed chunks of [`CHUNK`] slots, found by `n / CHUNK` in an ordered map: inserting
+//! never moves a command, and memory is touched a slot at a time as the table fills.
+//! A peer sending scattered numbers would cost a chunk each; peers are authenticated and
+//! run the same build, which numbers densely.
 
 use std::collections::BTreeMap;
 
