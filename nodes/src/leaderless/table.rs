@@ -44,23 +44,27 @@ fn split(n: u64) -> (u64, usize) {
 }
 
 impl<V> Table<V> {
+    /// The value at `d`, if one was put there.
     pub fn get(&self, (node, n): &(NodeId, u64)) -> Option<&V> {
         let (chunk, slot) = split(*n);
         let (_, chunks) = self.by_node.iter().find(|(m, _)| m == node)?;
         chunks.get(&chunk)?.get(slot)?.as_ref()
     }
 
+    /// The value at `d` to change in place, if one was put there.
     pub fn get_mut(&mut self, (node, n): &(NodeId, u64)) -> Option<&mut V> {
         let (chunk, slot) = split(*n);
         let (_, chunks) = self.by_node.iter_mut().find(|(m, _)| m == node)?;
         chunks.get_mut(&chunk)?.get_mut(slot)?.as_mut()
     }
 
+    /// Whether a value was put at `d`.
     pub fn contains_key(&self, d: &(NodeId, u64)) -> bool {
         self.get(d).is_some()
     }
 
-    /// Puts `value` at `d`, replacing what was there.
+    /// Puts `value` at `d`, replacing what was there. The first dot of a chunk reserves the
+    /// chunk's `CHUNK` slots (address space; pages are touched as slots fill).
     pub fn insert(&mut self, (node, n): (NodeId, u64), value: V) {
         let (chunk, slot) = split(n);
         let k = match self.by_node.iter().position(|(m, _)| *m == node) {
