@@ -157,8 +157,8 @@ fn node_without_a_secret_warns_once() {
 /// A node turns transparent huge pages off for itself (their 2 MiB zero-fills inside page
 /// faults stalled its loop; nodes/README.md, "Huge pages and the command table"), unless
 /// `MIMALLOC_ALLOW_THP` is set, which leaves the choice to mimalloc.
-#[test]
-fn node_runs_without_huge_pages_unless_told() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_runs_without_huge_pages_unless_told() {
     fn thp_enabled(pid: u32) -> Option<bool> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
@@ -167,33 +167,18 @@ fn node_runs_without_huge_pages_unless_told() {
     let Some(ours) = thp_enabled(std::process::id()) else {
         return; // not Linux, or a kernel without the flag: nothing to check
     };
-    for (allow, want) in [(None, false), (Some("1"), ours)] {
-        let dir = temp_dir("thp");
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline-replica"));
-        cmd.args(["--id", "n1", "--listen", &addr, "--data-dir"])
-            .arg(&dir)
-            .env("FAULTLINE_LOG", "error")
-            .env_remove("MIMALLOC_ALLOW_THP")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some(v) = allow {
-            cmd.env("MIMALLOC_ALLOW_THP", v);
-        }
-        let mut child = cmd.spawn().unwrap();
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return; // the nodes would inherit it: the default cannot be seen here
+    }
+    for (env, want) in [(&[][..], false), (&[("MIMALLOC_ALLOW_THP", "1")][..], ours)] {
+        let p = Processes::start_with_env("thp", 1, "passive", env);
         // Serving means `run` is past its first step, where the flag is set.
         let deadline = std::time::Instant::now() + WITHIN;
-        while std::net::TcpStream::connect(&addr).is_err() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        while try_status(&p.addrs[0]).await.is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let got = thp_enabled(child.id());
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let _ = std::fs::remove_dir_all(dir);
-        assert_eq!(got, Some(want), "MIMALLOC_ALLOW_THP={allow:?}");
+        let got = thp_enabled(p.children[0].as_ref().unwrap().id());
+        assert_eq!(got, Some(want), "env {env:?}");
     }
 }
 

@@ -58,7 +58,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 struct Member {
     id: String,
     addr: SocketAddr,
-    runtime: Option<NodeThread>,
+    thread: Option<NodeThread>,
 }
 
 /// A node's thread: it runs the node's runtime until told to stop, then
@@ -100,7 +100,7 @@ impl Cluster {
             .map(|(i, l)| Member {
                 id: format!("n{}", i + 1),
                 addr: l.local_addr().unwrap(),
-                runtime: None,
+                thread: None,
             })
             .collect();
         let mut cluster = Cluster {
@@ -155,7 +155,7 @@ impl Cluster {
             });
             rt.shutdown_background();
         });
-        self.members[i].runtime = Some(NodeThread { stop, thread });
+        self.members[i].thread = Some(NodeThread { stop, thread });
     }
 
     pub fn len(&self) -> usize {
@@ -177,7 +177,7 @@ impl Cluster {
     /// Crash node i: its runtime stops with no graceful shutdown; only what it fsync'd
     /// counts.
     pub fn kill(&mut self, i: usize) {
-        if let Some(node) = self.members[i].runtime.take() {
+        if let Some(node) = self.members[i].thread.take() {
             let _ = node.stop.send(());
             let _ = node.thread.join();
         }
@@ -212,7 +212,7 @@ impl Cluster {
 
     pub async fn heal(&self) {
         for i in 0..self.len() {
-            if self.members[i].runtime.is_some() {
+            if self.members[i].thread.is_some() {
                 heal(&self.addr(i)).await;
             }
         }
@@ -224,7 +224,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             for &i in among {
-                if self.members[i].runtime.is_none() {
+                if self.members[i].thread.is_none() {
                     continue;
                 }
                 if let Some(s) = try_status(&self.addr(i)).await {
